@@ -1,0 +1,55 @@
+from django.contrib import admin
+from simple_history.admin import SimpleHistoryAdmin
+
+from .models import Customer, TradingAccount
+
+
+class TradingAccountInline(admin.TabularInline):
+    model = TradingAccount
+    fields = ("login", "broker_server", "mode", "currency", "balance", "equity", "status")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+
+@admin.register(Customer)
+class CustomerAdmin(SimpleHistoryAdmin):
+    list_display = ("id", "name", "email", "country", "status", "created_at")
+    list_filter = ("status", "country")
+    search_fields = ("name", "email", "user__username", "accounts__login")
+    list_select_related = ("user",)
+    readonly_fields = ("created_at",)
+    raw_id_fields = ("user",)
+    inlines = [TradingAccountInline]
+
+    def has_delete_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+
+@admin.register(TradingAccount)
+class TradingAccountAdmin(SimpleHistoryAdmin):
+    list_display = (
+        "login",
+        "broker_server",
+        "customer",
+        "mode",
+        "currency",
+        "leverage",
+        "balance",
+        "equity",
+        "margin",
+        "snapshot_at",
+        "status",
+    )
+    list_filter = ("mode", "status", "broker_server", "currency")
+    search_fields = ("=login", "customer__name", "customer__email", "group")
+    list_select_related = ("broker_server", "customer")
+    autocomplete_fields = ("customer",)
+    readonly_fields = ("balance", "equity", "margin", "snapshot_at", "created_at")
+
+    def has_delete_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False

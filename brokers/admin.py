@@ -1,0 +1,95 @@
+import json
+
+from django import forms
+from django.contrib import admin
+from django.http import HttpRequest
+from simple_history.admin import SimpleHistoryAdmin
+
+from .crypto import encrypt_credentials
+from .models import BrokerServer, Symbol, SymbolMap
+
+
+class BrokerServerForm(forms.ModelForm):
+    """Credentials are write-only: the form never shows what is stored."""
+
+    new_credentials = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text='JSON object, e.g. {"api_key": "..."}. Leave empty to keep the current ones.',
+    )
+
+    class Meta:
+        model = BrokerServer
+        fields = ("name", "platform", "gateway_kind", "base_url", "symbol_suffix", "enabled")
+
+    def clean_new_credentials(self) -> dict[str, str] | None:
+        raw = self.cleaned_data.get("new_credentials")
+        if not raw:
+            return None
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            raise forms.ValidationError(
+                'Credentials must be a JSON object such as {"api_key": "..."}.'
+            ) from None
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise forms.ValidationError("Credentials must be a JSON object of strings.")
+        return value
+
+
+@admin.register(BrokerServer)
+class BrokerServerAdmin(SimpleHistoryAdmin):
+    form = BrokerServerForm
+    list_display = (
+        "name",
+        "platform",
+        "gateway_kind",
+        "base_url",
+        "symbol_suffix",
+        "enabled",
+        "credentials_set",
+    )
+    list_filter = ("platform", "gateway_kind", "enabled")
+    search_fields = ("name", "base_url")
+    readonly_fields = ("credentials_set", "credentials_rotated_at", "created_at")
+
+    @admin.display(boolean=True, description="credentials set")
+    def credentials_set(self, obj: BrokerServer) -> bool:
+        return obj.has_credentials
+
+    def save_model(self, request: HttpRequest, obj: BrokerServer, form, change: bool) -> None:  # type: ignore[no-untyped-def]
+        from django.utils import timezone
+
+        credentials = form.cleaned_data.get("new_credentials")
+        if credentials:
+            obj.credentials_encrypted = encrypt_credentials(credentials)
+            obj.credentials_rotated_at = timezone.now()
+            obj._change_reason = "credentials rotated"  # type: ignore[attr-defined]
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(Symbol)
+class SymbolAdmin(SimpleHistoryAdmin):
+    list_display = (
+        "name",
+        "broker_server",
+        "contract_size",
+        "min_volume",
+        "max_volume",
+        "volume_step",
+        "digits",
+        "margin_currency",
+        "trading",
+    )
+    list_filter = ("broker_server", "trading")
+    search_fields = ("name",)
+    list_select_related = ("broker_server",)
+
+
+@admin.register(SymbolMap)
+class SymbolMapAdmin(SimpleHistoryAdmin):
+    list_display = ("master_symbol", "follower_symbol", "broker_server", "account", "source_server")
+    list_filter = ("broker_server",)
+    search_fields = ("master_symbol", "follower_symbol", "=account__login")
+    list_select_related = ("broker_server", "account", "source_server")
+    raw_id_fields = ("account",)

@@ -1,0 +1,42 @@
+"""Enumerations of spec/client-api.md; integer values are the wire values."""
+
+from django.db import models
+
+
+class CopyMasterVisibility(models.TextChoices):
+    PUBLIC = "public", "Public"
+    PRIVATE = "private", "Private"
+
+
+class CopyMasterAllowedFollowerModes(models.IntegerChoices):
+    REAL = 1, "Real only"
+    DEMO = 2, "Demo only"
+    BOTH = 3, "Real and demo"
+
+
+class CopySubscriptionStatus(models.IntegerChoices):
+    ACTIVE = 0, "Active"
+    PAUSED = 1, "Paused"
+    STOPPED_BY_RISK = 2, "Stopped by risk rule"
+
+
+class CopySubscriptionCopyMode(models.IntegerChoices):
+    FULL = 0, "Full copy"
+    CLOSE_ONLY = 1, "Close only"
+
+
+class CopySubscriptionVolumeMode(models.IntegerChoices):
+    MULTIPLIER = 0, "Multiplier"
+    PROPORTIONAL = 1, "Proportional to equity"
+    FIXED = 2, "Fixed volume"
+    EQUITY_BASED = 3, "Equity-based"
+
+
+class CopySubscriptionSymbolsMode(models.IntegerChoices):
+    ALL = 0, "All symbols"
+    ONLY_LISTED = 1, "Only listed symbols"
+    ALL_BUT_LISTED = 2, "All but listed symbols"
+
+
+# The bit of allowed_follower_modes that lets an account of each mode follow.
+MODE_BITS = {"REAL": 1, "DEMO": 2}

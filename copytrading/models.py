@@ -1,0 +1,184 @@
+from decimal import Decimal
+
+from django.db import models
+from django.db.models import F, Q
+from simple_history.models import HistoricalRecords
+
+from config.fields import money_field, volume_field
+
+from .choices import (
+    CopyMasterAllowedFollowerModes,
+    CopyMasterVisibility,
+    CopySubscriptionCopyMode,
+    CopySubscriptionStatus,
+    CopySubscriptionSymbolsMode,
+    CopySubscriptionVolumeMode,
+)
+
+
+class CopyMaster(models.Model):
+    """A strategy profile on a trading account: what followers copy from.
+
+    Guards: one profile per account; the account (and so the owner) never changes
+    after create.
+    """
+
+    account = models.OneToOneField(
+        "accounts.TradingAccount", on_delete=models.PROTECT, related_name="copy_master"
+    )
+    enabled = models.BooleanField(default=True)
+    strategy_name = models.CharField(max_length=100)
+    description = models.TextField(blank=True, max_length=2000)
+    visibility = models.CharField(
+        max_length=8, choices=CopyMasterVisibility.choices, default=CopyMasterVisibility.PUBLIC
+    )
+    allowed_follower_modes = models.PositiveSmallIntegerField(
+        choices=CopyMasterAllowedFollowerModes.choices, default=CopyMasterAllowedFollowerModes.BOTH
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(allowed_follower_modes__in=[1, 2, 3]),
+                name="copymaster_allowed_follower_modes_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.strategy_name
+
+
+class CopyFollower(models.Model):
+    """Copy settings of a trading account that follows masters.
+
+    Guards: one profile per account; `max_master_count` bounds its subscriptions
+    (enforced under a row lock in copytrading.services).
+    """
+
+    account = models.OneToOneField(
+        "accounts.TradingAccount", on_delete=models.PROTECT, related_name="copy_follower"
+    )
+    enabled = models.BooleanField(default=True)
+    manual_trading_mode = models.BooleanField(
+        default=True, help_text="Off: copy only; positions the back office did not open are closed."
+    )
+    max_master_count = models.PositiveSmallIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(max_master_count__gte=1), name="copyfollower_max_master_count_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Follower {self.account_id}"
+
+
+class CopySubscription(models.Model):
+    """Links a follower account to a master account, with the copy settings of that link.
+
+    Guards, in the database: one subscription per (follower, master); an account never
+    follows itself; multipliers and volume bounds are in range. `follower_account` and
+    `master_account` repeat the profiles' accounts (fixed after create) so that these
+    constraints can be checked by PostgreSQL.
+    """
+
+    follower = models.ForeignKey(
+        CopyFollower, on_delete=models.PROTECT, related_name="subscriptions"
+    )
+    master = models.ForeignKey(CopyMaster, on_delete=models.PROTECT, related_name="subscriptions")
+    follower_account = models.ForeignKey(
+        "accounts.TradingAccount", on_delete=models.PROTECT, related_name="+", editable=False
+    )
+    master_account = models.ForeignKey(
+        "accounts.TradingAccount", on_delete=models.PROTECT, related_name="+", editable=False
+    )
+    enabled = models.BooleanField(default=True)
+    status = models.PositiveSmallIntegerField(
+        choices=CopySubscriptionStatus.choices, default=CopySubscriptionStatus.ACTIVE
+    )
+    status_reason = models.CharField(max_length=500, blank=True)
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+    copy_mode = models.PositiveSmallIntegerField(
+        choices=CopySubscriptionCopyMode.choices, default=CopySubscriptionCopyMode.FULL
+    )
+    volume_mode = models.PositiveSmallIntegerField(
+        choices=CopySubscriptionVolumeMode.choices, default=CopySubscriptionVolumeMode.MULTIPLIER
+    )
+    risk_multiplier = models.DecimalField(max_digits=12, decimal_places=4, default=Decimal("1"))
+    fixed_volume = volume_field()
+    base_equity = money_field(default=Decimal("10000"))
+    copy_sl = models.BooleanField(default=True)
+    copy_tp = models.BooleanField(default=True)
+    copy_partial_close = models.BooleanField(default=True)
+    copy_pending_orders = models.BooleanField(default=False)
+    copy_existing_positions = models.BooleanField(default=False)
+    reverse_direction = models.BooleanField(default=False)
+    max_volume = volume_field()
+    min_volume = volume_field()
+    max_positions = models.PositiveIntegerField(default=0)
+    symbols_mode = models.PositiveSmallIntegerField(
+        choices=CopySubscriptionSymbolsMode.choices, default=CopySubscriptionSymbolsMode.ALL
+    )
+    symbols = models.CharField(max_length=2000, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["id"]
+        permissions = [
+            ("pause_copysubscription", "Can pause and resume copy subscriptions"),
+            ("clear_risk_stop_copysubscription", "Can clear a risk stop of a subscription"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["follower_account", "master_account"],
+                name="copysubscription_one_per_follower_and_master",
+            ),
+            models.CheckConstraint(
+                condition=~Q(follower_account=F("master_account")),
+                name="copysubscription_no_self_follow",
+            ),
+            models.CheckConstraint(
+                condition=Q(risk_multiplier__gt=0), name="copysubscription_risk_multiplier_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(fixed_volume__gte=0)
+                & Q(min_volume__gte=0)
+                & Q(max_volume__gte=0)
+                & Q(base_equity__gt=0),
+                name="copysubscription_volumes_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_volume=0) | Q(max_volume__gte=F("min_volume")),
+                name="copysubscription_max_volume_not_below_min",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=[0, 1, 2])
+                & Q(copy_mode__in=[0, 1])
+                & Q(volume_mode__in=[0, 1, 2, 3])
+                & Q(symbols_mode__in=[0, 1, 2]),
+                name="copysubscription_enums_valid",
+            ),
+        ]
+        indexes = [models.Index(fields=["master_account", "status"], name="copysub_master_status")]
+
+    def __str__(self) -> str:
+        return f"Subscription {self.id}"
+
+    @property
+    def symbol_list(self) -> list[str]:
+        return [s.strip() for s in self.symbols.split(",") if s.strip()]
