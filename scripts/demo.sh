@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# One command for the whole system with demo data: two paper venues (two brokers), the ASGI
+# server, a Celery worker and beat, in the foreground. Ctrl-C stops them all.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+bash scripts/services.sh
+
+export DJANGO_SETTINGS_MODULE="${DJANGO_SETTINGS_MODULE:-config.settings.local}"
+HOST="${HOST:-127.0.0.1}"
+PORT="${PORT:-8000}"
+VENUE_PORT="${VENUE_PORT:-8700}"
+VENUE2_PORT="${VENUE2_PORT:-8701}"
+PY=.venv/bin/python
+
+$PY manage.py migrate --no-input -v 0
+mkdir -p var/log
+
+pids=()
+stop_all() {
+  trap - INT TERM EXIT
+  echo
+  echo "demo: stopping..."
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  echo "demo: stopped."
+}
+trap stop_all INT TERM EXIT
+
+start() {  # name, command...
+  local name=$1; shift
+  "$@" > "var/log/$name.log" 2>&1 &
+  pids+=($!)
+  echo "demo: started $name (pid $!, log var/log/$name.log)"
+}
+
+start venue-a $PY manage.py runvenue --port "$VENUE_PORT" --platform MT5 --ticks-ms 250 --seed 1
+start venue-b $PY manage.py runvenue --port "$VENUE2_PORT" --platform MT4 --symbol-suffix m \
+  --min-volume 0.1 --volume-step 0.1 --ticks-ms 250 --seed 2
+$PY scripts/wait_http.py "http://127.0.0.1:$VENUE_PORT/v1/symbols" "http://127.0.0.1:$VENUE2_PORT/v1/symbols"
+
+$PY manage.py seed_demo --masters 3 --followers 30 \
+  --venue "http://127.0.0.1:$VENUE_PORT" --second-venue "http://127.0.0.1:$VENUE2_PORT" \
+  > var/demo-accounts.json
+echo "demo: demo customers and accounts in var/demo-accounts.json"
+
+start celery-worker .venv/bin/celery -A config worker -Q default,listeners,fanout,execute \
+  --concurrency 4 --loglevel INFO
+start celery-beat .venv/bin/celery -A config beat --loglevel INFO \
+  --schedule var/celerybeat-schedule
+start asgi .venv/bin/uvicorn config.asgi:application --host "$HOST" --port "$PORT" --no-access-log
+$PY scripts/wait_http.py "http://$HOST:$PORT/healthz"
+
+$PY manage.py ensure_admin --url "http://$HOST:$PORT/admin/"
+echo "demo: running; Ctrl-C stops everything."
+wait -n "${pids[@]}" || true
+echo "demo: a process exited; see var/log/ for why."
