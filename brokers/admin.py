@@ -6,7 +6,7 @@ from django.http import HttpRequest
 from simple_history.admin import SimpleHistoryAdmin
 
 from .crypto import encrypt_credentials
-from .models import BrokerServer, Symbol, SymbolMap
+from .models import BrokerServer, ListenerShard, Symbol, SymbolMap
 
 
 class BrokerServerForm(forms.ModelForm):
@@ -93,3 +93,31 @@ class SymbolMapAdmin(SimpleHistoryAdmin):
     search_fields = ("master_symbol", "follower_symbol", "=account__login")
     list_select_related = ("broker_server", "account", "source_server")
     raw_id_fields = ("account",)
+
+
+@admin.register(ListenerShard)
+class ListenerShardAdmin(admin.ModelAdmin):
+    """Listener health for operations: read-only, kept up to date by the listeners."""
+
+    list_display = (
+        "broker_server",
+        "shard_index",
+        "shard_count",
+        "connected",
+        "heartbeat_at",
+        "last_event_at",
+        "lag_ms",
+        "last_seq",
+        "reconnects",
+        "resyncs",
+        "worker",
+        "last_error",
+    )
+    list_filter = ("connected", "broker_server")
+    list_select_related = ("broker_server",)
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False

@@ -133,3 +133,44 @@ class SymbolMap(models.Model):
 
     def __str__(self) -> str:
         return f"{self.master_symbol} -> {self.follower_symbol}"
+
+
+class ListenerShard(models.Model):
+    """Health of one listener shard: a stream of master events from one broker server.
+
+    Guards nothing by itself (the Redis lease decides who runs a shard); it is what
+    staff see: connected or not, last event, lag, reconnects, and the last venue
+    sequence stored, from which the shard resumes.
+    """
+
+    broker_server = models.ForeignKey(
+        BrokerServer, on_delete=models.CASCADE, related_name="listener_shards"
+    )
+    shard_index = models.PositiveSmallIntegerField(default=0)
+    shard_count = models.PositiveSmallIntegerField(default=1)
+    last_seq = models.BigIntegerField(default=0)
+    connected = models.BooleanField(default=False)
+    worker = models.CharField(max_length=200, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    last_event_at = models.DateTimeField(null=True, blank=True)
+    lag_ms = models.FloatField(null=True, blank=True, help_text="venue ts -> stored, last event")
+    reconnects = models.PositiveIntegerField(default=0)
+    resyncs = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["broker_server_id", "shard_index"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["broker_server", "shard_index", "shard_count"],
+                name="listenershard_unique",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.broker_server_id}:{self.shard_index}/{self.shard_count}"
+
+    @property
+    def key(self) -> str:
+        return f"{self.broker_server_id}:{self.shard_index}:{self.shard_count}"

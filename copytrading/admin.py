@@ -7,7 +7,7 @@ from django.http import HttpRequest
 from simple_history.admin import SimpleHistoryAdmin
 
 from .errors import CopyTradingError
-from .models import CopyFollower, CopyMaster, CopySubscription
+from .models import CopyFollower, CopyMaster, CopySubscription, MasterEvent
 from .services import SUBSCRIPTION_SETTINGS, subscription_create, subscription_update
 
 
@@ -156,3 +156,45 @@ class CopySubscriptionAdmin(SimpleHistoryAdmin):
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         saved = form.write(actor=request.user)
         obj.pk = saved.pk
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Evidence rows: staff read them, nobody edits or deletes them from the admin."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(MasterEvent)
+class MasterEventAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "event_type",
+        "login",
+        "broker_server",
+        "symbol",
+        "side",
+        "volume",
+        "price",
+        "master_position_id",
+        "venue_seq",
+        "synthetic",
+        "venue_ts",
+        "stored_at",
+        "fanout_state",
+    )
+    list_filter = ("event_type", "fanout_state", "synthetic", "broker_server")
+    search_fields = ("=account__login", "=master_position_id", "=venue_event_id", "symbol")
+    list_select_related = ("account", "broker_server")
+    date_hierarchy = "stored_at"
+    show_full_result_count = False
+
+    @admin.display(ordering="account__login", description="master")
+    def login(self, obj: MasterEvent) -> int:
+        return obj.account.login

@@ -40,3 +40,18 @@ class CopySubscriptionSymbolsMode(models.IntegerChoices):
 
 # The bit of allowed_follower_modes that lets an account of each mode follow.
 MODE_BITS = {"REAL": 1, "DEMO": 2}
+
+
+class MasterEventType(models.TextChoices):
+    POSITION_OPENED = "position_opened", "Position opened"
+    POSITION_MODIFIED = "position_modified", "Position modified (SL/TP)"
+    POSITION_CLOSED = "position_closed", "Position closed"
+    ORDER_PLACED = "order_placed", "Pending order placed"
+    ORDER_CANCELLED = "order_cancelled", "Pending order cancelled"
+    ORDER_FILLED = "order_filled", "Pending order filled"
+
+
+class MasterEventFanoutState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    STARTED = "started", "Fan-out started"
+    DONE = "done", "Fan-out done"

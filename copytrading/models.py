@@ -4,7 +4,7 @@ from django.db import models
 from django.db.models import F, Q
 from simple_history.models import HistoricalRecords
 
-from config.fields import money_field, volume_field
+from config.fields import money_field, price_field, volume_field
 
 from .choices import (
     CopyMasterAllowedFollowerModes,
@@ -13,18 +13,28 @@ from .choices import (
     CopySubscriptionStatus,
     CopySubscriptionSymbolsMode,
     CopySubscriptionVolumeMode,
+    MasterEventFanoutState,
+    MasterEventType,
 )
+
+
+class LiveManager(models.Manager):
+    """Rows not deleted. Deleting a profile or subscription keeps the row (deleted_at set),
+    so the lineage of every copied trade survives; every default query skips it."""
+
+    def get_queryset(self) -> models.QuerySet:
+        return super().get_queryset().filter(deleted_at__isnull=True)
 
 
 class CopyMaster(models.Model):
     """A strategy profile on a trading account: what followers copy from.
 
-    Guards: one profile per account; the account (and so the owner) never changes
-    after create.
+    Guards: one live profile per account; the account (and so the owner) never
+    changes after create. Deleting keeps the row with `deleted_at` set.
     """
 
-    account = models.OneToOneField(
-        "accounts.TradingAccount", on_delete=models.PROTECT, related_name="copy_master"
+    account = models.ForeignKey(
+        "accounts.TradingAccount", on_delete=models.PROTECT, related_name="copy_masters"
     )
     enabled = models.BooleanField(default=True)
     strategy_name = models.CharField(max_length=100)
@@ -37,12 +47,22 @@ class CopyMaster(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    deleted_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     history = HistoricalRecords()
+    all_objects = models.Manager()
+    objects = LiveManager()
 
     class Meta:
         ordering = ["id"]
+        base_manager_name = "all_objects"
+        default_manager_name = "objects"
         constraints = [
+            models.UniqueConstraint(
+                fields=["account"],
+                condition=Q(deleted_at__isnull=True),
+                name="copymaster_one_live_profile_per_account",
+            ),
             models.CheckConstraint(
                 condition=Q(allowed_follower_modes__in=[1, 2, 3]),
                 name="copymaster_allowed_follower_modes_valid",
@@ -56,12 +76,12 @@ class CopyMaster(models.Model):
 class CopyFollower(models.Model):
     """Copy settings of a trading account that follows masters.
 
-    Guards: one profile per account; `max_master_count` bounds its subscriptions
+    Guards: one live profile per account; `max_master_count` bounds its subscriptions
     (enforced under a row lock in copytrading.services).
     """
 
-    account = models.OneToOneField(
-        "accounts.TradingAccount", on_delete=models.PROTECT, related_name="copy_follower"
+    account = models.ForeignKey(
+        "accounts.TradingAccount", on_delete=models.PROTECT, related_name="copy_followers"
     )
     enabled = models.BooleanField(default=True)
     manual_trading_mode = models.BooleanField(
@@ -70,12 +90,22 @@ class CopyFollower(models.Model):
     max_master_count = models.PositiveSmallIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    deleted_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     history = HistoricalRecords()
+    all_objects = models.Manager()
+    objects = LiveManager()
 
     class Meta:
         ordering = ["id"]
+        base_manager_name = "all_objects"
+        default_manager_name = "objects"
         constraints = [
+            models.UniqueConstraint(
+                fields=["account"],
+                condition=Q(deleted_at__isnull=True),
+                name="copyfollower_one_live_profile_per_account",
+            ),
             models.CheckConstraint(
                 condition=Q(max_master_count__gte=1), name="copyfollower_max_master_count_positive"
             ),
@@ -88,7 +118,7 @@ class CopyFollower(models.Model):
 class CopySubscription(models.Model):
     """Links a follower account to a master account, with the copy settings of that link.
 
-    Guards, in the database: one subscription per (follower, master); an account never
+    Guards, in the database: one live subscription per (follower, master); an account never
     follows itself; multipliers and volume bounds are in range. `follower_account` and
     `master_account` repeat the profiles' accounts (fixed after create) so that these
     constraints can be checked by PostgreSQL.
@@ -134,11 +164,16 @@ class CopySubscription(models.Model):
     symbols = models.CharField(max_length=2000, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    deleted_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     history = HistoricalRecords()
+    all_objects = models.Manager()
+    objects = LiveManager()
 
     class Meta:
         ordering = ["id"]
+        base_manager_name = "all_objects"
+        default_manager_name = "objects"
         permissions = [
             ("pause_copysubscription", "Can pause and resume copy subscriptions"),
             ("clear_risk_stop_copysubscription", "Can clear a risk stop of a subscription"),
@@ -146,6 +181,7 @@ class CopySubscription(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["follower_account", "master_account"],
+                condition=Q(deleted_at__isnull=True),
                 name="copysubscription_one_per_follower_and_master",
             ),
             models.CheckConstraint(
@@ -182,3 +218,65 @@ class CopySubscription(models.Model):
     @property
     def symbol_list(self) -> list[str]:
         return [s.strip() for s in self.symbols.split(",") if s.strip()]
+
+
+class MasterEvent(models.Model):
+    """One trading event on a master account, as the venue reported it.
+
+    Guards: stored once per (venue, venue event id), whatever the stream redelivers;
+    the raw payload is kept beside the normalized fields. It is also the outbox of
+    the fan-out: `fanout_state` stays `pending` until a fan-out task picks it up, so a
+    sweeper finds events whose enqueue was lost (a process died after commit).
+    Synthetic events (implied by a snapshot after a reset or gap) are marked so.
+    """
+
+    broker_server = models.ForeignKey(
+        "brokers.BrokerServer", on_delete=models.PROTECT, related_name="master_events"
+    )
+    account = models.ForeignKey(
+        "accounts.TradingAccount", on_delete=models.PROTECT, related_name="master_events"
+    )
+    venue_event_id = models.CharField(max_length=64)
+    venue_seq = models.BigIntegerField(null=True, blank=True)
+    event_type = models.CharField(max_length=24, choices=MasterEventType.choices)
+    synthetic = models.BooleanField(default=False)
+    master_position_id = models.CharField(max_length=64, blank=True)
+    master_order_id = models.CharField(max_length=64, blank=True)
+    symbol = models.CharField(max_length=32, blank=True)
+    side = models.CharField(max_length=4, blank=True)
+    order_type = models.CharField(max_length=8, blank=True)
+    volume = volume_field(null=True, blank=True, default=None)
+    remaining_volume = volume_field(null=True, blank=True, default=None)
+    price = price_field(null=True, blank=True)
+    sl = price_field(null=True, blank=True)
+    tp = price_field(null=True, blank=True)
+    profit = money_field(null=True, blank=True, default=None)
+    close_reason = models.CharField(max_length=16, blank=True)
+    raw = models.JSONField()
+    venue_ts = models.DateTimeField()
+    received_at = models.DateTimeField()
+    stored_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    fanout_state = models.CharField(
+        max_length=8, choices=MasterEventFanoutState.choices, default=MasterEventFanoutState.PENDING
+    )
+    fanout_started_at = models.DateTimeField(null=True, blank=True)
+    fanout_done_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["broker_server", "venue_event_id"], name="masterevent_once_per_venue_event"
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["stored_at"],
+                condition=~Q(fanout_state="done"),
+                name="masterevent_fanout_outbox",
+            ),
+            models.Index(fields=["account", "master_position_id"], name="masterevent_position"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} #{self.venue_event_id} on {self.account_id}"

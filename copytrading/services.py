@@ -11,7 +11,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from accounts.models import Customer, TradingAccount
-from config.history import delete_audited, save_audited
+from config.history import save_audited
 
 from .choices import (
     MODE_BITS,
@@ -189,12 +189,19 @@ def master_update(*, master: CopyMaster, values: dict[str, Any], actor: Any) -> 
     return master
 
 
+def _soft_delete(obj: Any, *, actor: Any, reason: str) -> None:
+    obj.deleted_at = timezone.now()
+    save_audited(obj, actor=actor, reason=reason)
+
+
 @transaction.atomic
 def master_delete(*, master: CopyMaster, actor: Any) -> None:
-    """Deletes a master profile and its subscriptions (which stops copying from it)."""
+    """Deletes a master profile and its subscriptions, which stops copying from it at once.
+    Rows are kept (deleted_at set) so the lineage of copied trades survives."""
+    master = CopyMaster.objects.select_for_update().get(pk=master.pk)
     for sub in CopySubscription.objects.select_for_update().filter(master=master).order_by("id"):
-        delete_audited(sub, actor=actor, reason="master profile deleted")
-    delete_audited(master, actor=actor, reason="master profile deleted")
+        _soft_delete(sub, actor=actor, reason="master profile deleted")
+    _soft_delete(master, actor=actor, reason="master profile deleted")
 
 
 # Followers -------------------------------------------------------------------
@@ -251,9 +258,9 @@ def follower_update(*, follower: CopyFollower, values: dict[str, Any], actor: An
 def follower_delete(*, follower: CopyFollower, actor: Any) -> None:
     """Deletes follower settings and its subscriptions (copying stops; nothing is closed)."""
     follower = CopyFollower.objects.select_for_update().get(pk=follower.pk)
-    for sub in follower.subscriptions.order_by("id"):
-        delete_audited(sub, actor=actor, reason="follower profile deleted")
-    delete_audited(follower, actor=actor, reason="follower profile deleted")
+    for sub in follower.subscriptions.select_for_update().order_by("id"):
+        _soft_delete(sub, actor=actor, reason="follower profile deleted")
+    _soft_delete(follower, actor=actor, reason="follower profile deleted")
 
 
 # Subscriptions ---------------------------------------------------------------
@@ -422,6 +429,7 @@ def subscription_stop_by_risk(*, subscription: CopySubscription, reason: str) ->
 
 @transaction.atomic
 def subscription_delete(*, subscription: CopySubscription, actor: Any) -> None:
-    """Deletes a subscription: copying stops at once; open copies are left as they are."""
+    """Deletes a subscription: copying stops at once; open copies are left as they are.
+    The row is kept (deleted_at set) for the lineage of what it copied."""
     sub = CopySubscription.objects.select_for_update().get(pk=subscription.pk)
-    delete_audited(sub, actor=actor, reason="subscription deleted")
+    _soft_delete(sub, actor=actor, reason="subscription deleted")

@@ -216,3 +216,16 @@ def test_risk_stop_cleared_only_with_permission():
     subscription_resume(subscription=sub, reason="reviewed", actor=None, clear_risk_stop=True)
     sub.refresh_from_db()
     assert sub.status == CopySubscriptionStatus.ACTIVE
+
+
+def test_deleted_subscription_is_kept_for_lineage_and_can_be_recreated():
+    from copytrading.models import CopySubscription
+    from copytrading.services import subscription_delete
+
+    sub = make_subscription()
+    subscription_delete(subscription=sub, actor=None)
+    assert not CopySubscription.objects.filter(pk=sub.pk).exists()
+    assert CopySubscription.all_objects.get(pk=sub.pk).deleted_at is not None
+    again = subscribe(sub.follower, sub.master)
+    assert again.pk != sub.pk
+    assert sub.history.first().history_change_reason == "subscription deleted"
