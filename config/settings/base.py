@@ -157,11 +157,19 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # ack late finishes well within it.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_ROUTES = {
-    "brokers.listen_*": {"queue": "listeners"},
+    "copytrading.listen_*": {"queue": "listeners"},
     "copytrading.fanout*": {"queue": "fanout"},
     "copytrading.execute*": {"queue": "execute"},
 }
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE = {
+    "supervise-listeners": {"task": "copytrading.supervise_listeners", "schedule": 5.0},
+    "sweep-master-events": {"task": "copytrading.sweep_master_events", "schedule": 5.0},
+}
+
+# Listeners: shards per broker server, and how long one listener task runs before it
+# hands over to a fresh one (bounded so that workers can shut down and restart).
+LISTENER_SHARDS_PER_SERVER = env.int("LISTENER_SHARDS_PER_SERVER", default=1)
+LISTENER_SESSION_SECONDS = env.float("LISTENER_SESSION_SECONDS", default=600.0)
 
 LOGGING = {
     "version": 1,

@@ -13,7 +13,7 @@ from django.utils import timezone
 from accounts.models import Customer, TradingAccount
 from config.history import save_audited
 
-from .choices import (
+from ..choices import (
     MODE_BITS,
     CopyMasterAllowedFollowerModes,
     CopyMasterVisibility,
@@ -22,8 +22,8 @@ from .choices import (
     CopySubscriptionSymbolsMode,
     CopySubscriptionVolumeMode,
 )
-from .errors import CopyTradingError, validation_error
-from .models import CopyFollower, CopyMaster, CopySubscription
+from ..errors import CopyTradingError, validation_error
+from ..models import CopyFollower, CopyMaster, CopySubscription
 
 MAX_RISK_MULTIPLIER = Decimal("100")
 MAX_LOTS = Decimal("1000")

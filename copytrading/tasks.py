@@ -1,0 +1,61 @@
+"""Celery tasks of the copy pipeline: thin wrappers that load by id and call a service."""
+
+import asyncio
+import logging
+
+from celery import shared_task
+from django.conf import settings
+
+from config.redis import get_redis
+
+logger = logging.getLogger(__name__)
+
+
+# Acknowledged on start, not on finish: a task that runs for minutes would be
+# redelivered by the Redis visibility timeout and run twice. A lost listener is
+# restarted by listeners_supervise instead.
+@shared_task(name="copytrading.listen_shard", acks_late=False, ignore_result=True)
+def listen_shard(shard_id: int, max_seconds: float | None = None) -> str:
+    """Runs one shard's listener for a session, then hands over to a fresh task."""
+    from brokers.models import ListenerShard
+
+    from .listeners import ShardListener
+
+    try:
+        listener = ShardListener(
+            shard_id, max_seconds=max_seconds or settings.LISTENER_SESSION_SECONDS
+        )
+    except ListenerShard.DoesNotExist:
+        return "gone"
+    get_redis().delete(f"ct:starting:{listener.shard.key}")
+    outcome = asyncio.run(listener.run())
+    if outcome == "stopped":
+        # The session ended on time (bounded so a worker can shut down): hand over at
+        # once rather than wait for the supervisor.
+        listen_shard.delay(shard_id)
+    logger.info("listener %s ended: %s", listener.shard.key, outcome)
+    return outcome
+
+
+@shared_task(name="copytrading.supervise_listeners", ignore_result=True)
+def supervise_listeners() -> None:
+    """Queues a listener for every shard whose lease is free."""
+    from .services.listening import listeners_supervise
+
+    listeners_supervise()
+
+
+@shared_task(name="copytrading.fanout_events", ignore_result=True)
+def fanout_events(event_ids: list[int]) -> None:
+    """Fans out stored master events (idempotent: claims them first)."""
+    from .services.fanout import fanout_events as fanout
+
+    fanout(event_ids=event_ids)
+
+
+@shared_task(name="copytrading.sweep_master_events", ignore_result=True)
+def sweep_master_events() -> None:
+    """Re-enqueues the fan-out of events whose enqueue was lost."""
+    from .services.events import master_events_sweep
+
+    master_events_sweep()
