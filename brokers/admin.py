@@ -1,7 +1,7 @@
 import json
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.http import HttpRequest
 from simple_history.admin import SimpleHistoryAdmin
 
@@ -52,6 +52,27 @@ class BrokerServerAdmin(SimpleHistoryAdmin):
     list_filter = ("platform", "gateway_kind", "enabled")
     search_fields = ("name", "base_url")
     readonly_fields = ("credentials_set", "credentials_rotated_at", "created_at")
+    actions = ["sync_symbols"]
+
+    @admin.action(description="Sync symbols and lot rules from the broker", permissions=["change"])
+    def sync_symbols(self, request: HttpRequest, queryset) -> None:  # type: ignore[no-untyped-def]
+        from .gateways.errors import GatewayError
+        from .services import symbols_sync
+
+        for server in queryset:
+            try:
+                counts = symbols_sync(server=server, actor=request.user)
+            except GatewayError as exc:
+                self.message_user(
+                    request, f"{server}: the broker did not answer ({exc})", messages.ERROR
+                )
+                continue
+            self.message_user(
+                request,
+                f"{server}: {counts['listed']} symbols listed, {counts['created']} new, "
+                f"{counts['updated']} changed, {counts['retired']} no longer listed.",
+                messages.SUCCESS,
+            )
 
     @admin.display(boolean=True, description="credentials set")
     def credentials_set(self, obj: BrokerServer) -> bool:

@@ -164,6 +164,7 @@ CELERY_TASK_ROUTES = {
 CELERY_BEAT_SCHEDULE = {
     "supervise-listeners": {"task": "copytrading.supervise_listeners", "schedule": 5.0},
     "sweep-master-events": {"task": "copytrading.sweep_master_events", "schedule": 5.0},
+    "sync-accounts": {"task": "brokers.sync_accounts", "schedule": 60.0},
 }
 
 # Listeners: shards per broker server, and how long one listener task runs before it
