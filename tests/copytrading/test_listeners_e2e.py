@@ -1,0 +1,218 @@
+"""Listeners against the real paper venue, real Redis and real Celery workers.
+
+Every master event is stored exactly once whatever happens to the stream or the
+workers; events of accounts that are not masters are not stored.
+"""
+
+import itertools
+
+import pytest
+from django.db.models import Count
+
+from brokers.models import ListenerShard
+from brokers.paper.testing import running_venue
+from brokers.services import broker_server_create
+from config.redis import get_redis
+from copytrading.leases import lease_holder
+from copytrading.listeners import shard_lease_name
+from copytrading.models import MasterEvent
+from copytrading.services.listening import listener_shards_ensure, listeners_supervise
+from tests.factories import make_account, make_master
+from tests.processes import celery_worker, wait_for
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
+
+_ids = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def venue():
+    with running_venue(ticks_ms=0, api_key="listener-test-key") as v:
+        yield v
+
+
+@pytest.fixture
+def setup(venue):
+    """A fresh venue state and Redis, a master and a non-master account on the venue."""
+    api = venue.client()
+    assert api.post("/v1/admin/reset")[0] == 200
+    get_redis().flushdb()
+    server = broker_server_create(
+        name="paper", platform="Paper", base_url=venue.url, credentials={"api_key": venue.api_key}
+    )
+    logins = []
+    for _ in range(2):
+        status, account = api.post(
+            "/v1/accounts", {"balance": 100000, "currency": "USD", "leverage": 100, "mode": "DEMO"}
+        )
+        assert status == 201
+        logins.append(account["login"])
+    master = make_master(account=make_account(server=server, login=logins[0]))
+    return {
+        "api": api,
+        "server": server,
+        "master": master,
+        "master_login": logins[0],
+        "other": logins[1],
+    }
+
+
+def open_orders(api, login, n):
+    for _ in range(n):
+        status, answer = api.post(
+            "/v1/orders",
+            {
+                "account": login,
+                "symbol": "EURUSD",
+                "side": "buy",
+                "type": "market",
+                "volume": 0.01,
+                "client_order_id": f"l-{next(_ids)}",
+            },
+        )
+        assert status == 201, answer
+
+
+def venue_positions(api, login):
+    status, positions = api.get(f"/v1/accounts/{login}/positions")
+    assert status == 200
+    return {str(p["position_id"]) for p in positions}
+
+
+def stored_opens(master):
+    return set(
+        MasterEvent.objects.filter(
+            account=master.account, event_type="position_opened"
+        ).values_list("master_position_id", flat=True)
+    )
+
+
+def assert_stored_once():
+    dupes = (
+        MasterEvent.objects.values("broker_server", "venue_event_id")
+        .annotate(n=Count("id"))
+        .filter(n__gt=1)
+    )
+    assert list(dupes) == []
+
+
+def shard_connected():
+    return ListenerShard.objects.filter(connected=True).first()
+
+
+def start_listener():
+    listeners_supervise()
+    return wait_for(shard_connected, timeout=30, what="the listener to connect")
+
+
+def test_burst_with_dropped_streams_stores_each_event_once(setup):
+    api, master = setup["api"], setup["master"]
+    with celery_worker(queues="listeners,fanout,default", concurrency=2):
+        start_listener()
+        open_orders(api, setup["master_login"], 20)
+        open_orders(api, setup["other"], 5)
+        assert api.post("/v1/admin/faults", {"drop_streams": True, "seed": 1})[0] == 200
+        open_orders(api, setup["master_login"], 30)
+        expected = venue_positions(api, setup["master_login"])
+        assert len(expected) == 50
+        wait_for(lambda: stored_opens(master) == expected, timeout=30, what="all 50 opens stored")
+    assert_stored_once()
+    assert MasterEvent.objects.filter(account=master.account).count() == 50
+    assert not MasterEvent.objects.exclude(account=master.account).exists()  # non-masters
+    shard = ListenerShard.objects.get()
+    assert shard.reconnects >= 1
+    # Every stored event was handed to the fan-out (the outbox drained).
+    wait_for(
+        lambda: not MasterEvent.objects.exclude(fanout_state="done").exists(),
+        timeout=30,
+        what="fan-out of every event",
+    )
+
+
+def test_listener_worker_killed_and_restarted_misses_nothing(setup):
+    api, master = setup["api"], setup["master"]
+    with celery_worker(queues="listeners,fanout,default") as worker:
+        start_listener()
+        open_orders(api, setup["master_login"], 10)
+        wait_for(lambda: len(stored_opens(master)) == 10, what="first 10 opens")
+        worker.kill()
+    ListenerShard.objects.update(connected=False)
+    open_orders(api, setup["master_login"], 15)  # while nobody listens
+    with celery_worker(queues="listeners,fanout,default"):
+        # The dead listener's lease expires; the supervisor (beat, here called by hand)
+        # starts a new one, which resumes from the last stored sequence.
+        wait_for(
+            lambda: listeners_supervise() or shard_connected(),
+            timeout=30,
+            interval=0.5,
+            what="a new listener after the kill",
+        )
+        expected = venue_positions(api, setup["master_login"])
+        wait_for(lambda: stored_opens(master) == expected, timeout=30, what="all 25 opens")
+    assert_stored_once()
+    assert MasterEvent.objects.filter(account=master.account).count() == 25
+
+
+def test_two_workers_racing_for_one_shard_store_each_event_once(setup):
+    from copytrading.tasks import listen_shard
+
+    api, master = setup["api"], setup["master"]
+    (shard,) = listener_shards_ensure()
+    with (
+        celery_worker(queues="listeners,fanout,default") as first,
+        celery_worker(queues="listeners,fanout,default") as second,
+    ):
+        for _ in range(4):
+            listen_shard.delay(shard.id)
+        wait_for(shard_connected, timeout=30, what="a listener")
+        holder = lease_holder(shard_lease_name(shard))
+        assert holder is not None
+        open_orders(api, setup["master_login"], 40)
+        expected = venue_positions(api, setup["master_login"])
+        wait_for(lambda: stored_opens(master) == expected, timeout=30, what="all 40 opens")
+        assert lease_holder(shard_lease_name(shard)) == holder  # nobody took it over
+        # The three tasks that lost the race returned at once without listening.
+        wait_for(
+            lambda: (first.log() + second.log()).count("ended: busy") == 3,
+            what="three listener tasks to give up the race",
+        )
+    assert_stored_once()
+    assert MasterEvent.objects.filter(account=master.account).count() == 40
+
+
+def test_close_while_disconnected_recovered_from_snapshot(setup):
+    api, master = setup["api"], setup["master"]
+    with celery_worker(queues="listeners,fanout,default") as worker:
+        start_listener()
+        open_orders(api, setup["master_login"], 3)
+        wait_for(lambda: len(stored_opens(master)) == 3, what="3 opens")
+        worker.kill()
+    ListenerShard.objects.update(connected=False)
+    closed = sorted(venue_positions(api, setup["master_login"]))[0]
+    status, answer = api.post(
+        f"/v1/positions/{closed}/close",
+        {"account": setup["master_login"], "client_order_id": f"close-{closed}"},
+    )
+    assert status == 200, answer
+    # The venue lost its log (as after a restart): the resume point is beyond what it has,
+    # so it answers `reset` and the listener must resynchronise from the snapshot.
+    ListenerShard.objects.update(last_seq=10**9)
+    with celery_worker(queues="listeners,fanout,default"):
+        wait_for(
+            lambda: listeners_supervise() or shard_connected(),
+            timeout=30,
+            interval=0.5,
+            what="a new listener",
+        )
+        synthetic = wait_for(
+            lambda: MasterEvent.objects.filter(
+                synthetic=True, event_type="position_closed", master_position_id=closed
+            ).first(),
+            timeout=30,
+            what="the synthetic close",
+        )
+    assert synthetic.remaining_volume == 0
+    assert synthetic.symbol == "EURUSD"
+    assert ListenerShard.objects.get().resyncs >= 1
+    # The two positions still open were known already: no synthetic opens for them.
+    assert not MasterEvent.objects.filter(synthetic=True, event_type="position_opened").exists()
