@@ -99,9 +99,9 @@ Orders and positions
 
 Stream
 ------
-- Market orders emit ``position_opened``; pending orders emit ``order_placed``, then
-  ``order_filled`` (with ``position_id``, ``deal_id``, ``fill_price``) followed by
-  ``position_opened``, or ``order_cancelled`` (with ``reason``).
+- Market orders emit ``position_opened`` only; pending orders emit ``order_placed``,
+  then either ``position_opened`` followed by ``order_filled`` (with ``position_id``,
+  ``deal_id``, ``fill_price``), or ``order_cancelled`` (with ``reason``).
 - ``position_closed`` data is the position after the close (``volume`` = what is
   left), with ``profit`` = the realised profit of this close.
 - ``account_updated`` data is the full account answer. It is sent at once when the

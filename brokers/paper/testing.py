@@ -213,6 +213,10 @@ class VenueClient:
                 self.close()
                 if attempt == 2:
                     raise
+            except BaseException:
+                # Never reuse a connection left half-way through a request.
+                self.close()
+                raise
         text = payload.decode()
         return response.status, (json.loads(text) if text else None)
 

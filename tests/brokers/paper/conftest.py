@@ -77,6 +77,12 @@ class Paper:
 
 
 @pytest.fixture(scope="session")
+def paper_factory() -> type[Paper]:
+    """``paper_factory(venue)``: a handle on a venue a test started itself."""
+    return Paper
+
+
+@pytest.fixture(scope="session")
 def venue() -> Iterator[Venue]:
     with running_venue(api_key=API_KEY, seed=7) as started:
         yield started

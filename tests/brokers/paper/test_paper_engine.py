@@ -504,6 +504,17 @@ def test_a_partial_fill_fills_part_of_the_volume_on_the_step():
     assert engine.list_positions(login)[0]["volume"] == answer["filled_volume"]
 
 
+def test_the_price_walk_repeats_for_a_seed():
+    def walk(seed: int) -> list[float]:
+        engine, _, _ = make_engine(seed=seed)
+        for _ in range(20):
+            engine.tick()
+        return [engine.get_price(name)["bid"] for name in engine.symbols]
+
+    assert walk(1) == walk(1)
+    assert walk(1) != walk(2)
+
+
 def test_reset_forgets_everything():
     engine, _, _ = make_engine()
     login = account(engine)
