@@ -11,6 +11,7 @@ steady trickle of single orders.
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -29,6 +30,9 @@ def percentile(values: list[float], p: float) -> float:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--listen"]:
+        listen(int(sys.argv[2]), int(sys.argv[3]))
+        return
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=1000)
     parser.add_argument("--trickle", type=int, default=200)
@@ -45,12 +49,9 @@ def main() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    import asyncio
-
     from brokers.paper.testing import running_venue
     from brokers.services import broker_server_create
     from config.redis import get_redis
-    from copytrading.listeners import ShardListener
     from copytrading.services.listening import listener_shards_ensure
     from tests.factories import make_account, make_master
 
@@ -70,25 +71,54 @@ def main() -> None:
         make_master(account=make_account(server=server, login=login))
         (shard,) = listener_shards_ensure()
 
-        latencies: list[float] = []
-        stored = threading.Event()
+        # The listener runs in its own process, as in production, and reports the latency
+        # of every stored event through Redis.
+        redis = get_redis()
+        child = subprocess.Popen(  # noqa: S603
+            [sys.executable, __file__, "--listen", str(shard.id), str(login)]
+        )
         target = {"n": 0}
+        latencies: list[float] = []
 
-        def on_batch(events, committed_ms):  # type: ignore[no-untyped-def]
-            for e in events:
-                if e.account == login and e.type.value == "position_opened":
-                    latencies.append(committed_ms - e.ts.timestamp() * 1000)
-            if len(latencies) >= target["n"]:
-                stored.set()
+        class Stored:
+            def clear(self) -> None:
+                redis.delete("bench:latency")
+                latencies.clear()
 
-        stop = threading.Event()
-        listener = ShardListener(shard.id, stop=stop, on_batch=on_batch)
-        thread = threading.Thread(target=lambda: asyncio.run(listener.run()), daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not listener.accounts and time.monotonic() < deadline:
+            def wait(self, timeout: float) -> bool:
+                deadline = time.monotonic() + timeout
+                while time.monotonic() < deadline:
+                    if redis.llen("bench:latency") >= target["n"]:
+                        latencies[:] = [float(x) for x in redis.lrange("bench:latency", 0, -1)]
+                        return True
+                    time.sleep(0.01)
+                return False
+
+        stored = Stored()
+        deadline = time.monotonic() + 15
+        while not redis.get("bench:ready") and time.monotonic() < deadline:
             time.sleep(0.01)
-        time.sleep(0.5)  # let the stream connect before the burst (not a measurement)
+
+        def single(prefix: str, i: int, client=api) -> None:  # type: ignore[no-untyped-def]
+            client.post(
+                "/v1/orders",
+                {
+                    "account": login,
+                    "symbol": "EURUSD",
+                    "side": "buy",
+                    "type": "market",
+                    "volume": 0.01,
+                    "client_order_id": f"{prefix}-{i}",
+                },
+            )
+
+        # Warm-up: the first batch pays for connections (database, Celery producer).
+        target["n"] = 5
+        for i in range(5):
+            single("warmup", i)
+        stored.wait(30)
+        latencies.clear()
+        stored.clear()
 
         def report(name: str, values: list[float]) -> None:
             print(
@@ -114,28 +144,77 @@ def main() -> None:
             sys.exit(f"only {len(latencies)} of {args.events} events stored")
         report(f"burst of {args.events} events", latencies)
 
+        # Concurrent: N single orders from 20 clients at once, as many masters trading.
+        latencies.clear()
+        stored.clear()
+        target["n"] = args.events
+        per_client = args.events // 20
+
+        def client_run(c: int) -> None:
+            client = venue.client()
+            for i in range(per_client):
+                single(f"conc-{c}", i, client)
+
+        started = time.perf_counter()
+        threads = [threading.Thread(target=client_run, args=(c,)) for c in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - started
+        if not stored.wait(60):
+            sys.exit(f"only {len(latencies)} of {args.events} concurrent events stored")
+        report(
+            f"{args.events} single orders from 20 clients ({args.events / elapsed:.0f}/s)",
+            latencies,
+        )
+
         # Trickle: single orders one after another.
         latencies.clear()
         stored.clear()
         target["n"] = args.trickle
         for i in range(args.trickle):
-            api.post(
-                "/v1/orders",
-                {
-                    "account": login,
-                    "symbol": "EURUSD",
-                    "side": "buy",
-                    "type": "market",
-                    "volume": 0.01,
-                    "client_order_id": f"trickle-{i}",
-                },
-            )
+            single("trickle", i)
             time.sleep(0.005)
         if not stored.wait(60):
             sys.exit(f"only {len(latencies)} of {args.trickle} trickle events stored")
         report(f"trickle of {args.trickle} single orders", latencies)
-        stop.set()
-        thread.join(10)
+        child.terminate()
+        child.wait(10)
+
+
+def listen(shard_id: int, login: int) -> None:
+    """The child process: runs the listener, pushes each stored event's latency to Redis."""
+    import asyncio
+
+    import django
+
+    django.setup()
+    from config.redis import get_redis
+    from copytrading.listeners import ShardListener
+
+    redis = get_redis()
+
+    def on_batch(events, committed_ms):  # type: ignore[no-untyped-def]
+        values = [
+            committed_ms - e.ts.timestamp() * 1000
+            for e in events
+            if e.account == login and e.type.value == "position_opened"
+        ]
+        if values:
+            redis.rpush("bench:latency", *values)
+
+    listener = ShardListener(shard_id, on_batch=on_batch)
+
+    async def run() -> None:
+        task = asyncio.create_task(listener.run())
+        while not listener.accounts:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)  # the stream connects (not a measurement)
+        redis.set("bench:ready", "1")
+        await task
+
+    asyncio.run(run())
 
 
 if __name__ == "__main__":

@@ -398,10 +398,6 @@ class ShardListener:
             received_at=received_at,
         )
         committed = time.time() * 1000
-        newest = events[-1]
-        lag = committed - newest.ts.timestamp() * 1000 if newest.ts else None
-        if lag is not None:
-            await self._db(self._set_health, lag_ms=lag)
         if self.on_batch is not None:
             self.on_batch(events, committed)
 

@@ -6,13 +6,16 @@ seconds (a process that died between commit and enqueue), so no committed event 
 ever left uncopied.
 """
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import F
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from brokers.gateways.types import (
@@ -100,18 +103,80 @@ def _event_fields(event: StreamEvent) -> dict[str, Any]:
     return fields
 
 
-def _store(rows: list[MasterEvent], server_id: int) -> list[int]:
-    """Inserts rows, skipping those stored before; returns ids of pending events among them."""
+# The hot path of the listener: one INSERT ... SELECT FROM unnest(arrays) with server-side
+# parameter binding costs about a tenth of Django's bulk_create for the same rows, which
+# quotes every value in Python. The raw payloads travel as one JSON array (an array of
+# jsonb would be escaped element by element, three times slower). Columns and types
+# follow MasterEvent.
+_INSERT_COLUMNS = (
+    ("broker_server_id", "bigint"),
+    ("account_id", "bigint"),
+    ("venue_event_id", "text"),
+    ("venue_seq", "bigint"),
+    ("event_type", "text"),
+    ("synthetic", "boolean"),
+    ("master_position_id", "text"),
+    ("master_order_id", "text"),
+    ("symbol", "text"),
+    ("side", "text"),
+    ("order_type", "text"),
+    ("volume", "numeric"),
+    ("remaining_volume", "numeric"),
+    ("price", "numeric"),
+    ("sl", "numeric"),
+    ("tp", "numeric"),
+    ("profit", "numeric"),
+    ("close_reason", "text"),
+    ("venue_ts", "timestamptz"),
+    ("received_at", "timestamptz"),
+    ("stored_at", "timestamptz"),
+    ("fanout_state", "text"),
+)
+_NAMES = [c for c, _ in _INSERT_COLUMNS]
+_INSERT_SQL = (  # noqa: S608 - names and types are the constants above; values are bound
+    f"INSERT INTO {MasterEvent._meta.db_table} ({', '.join(_NAMES)}, raw) "
+    f"SELECT {', '.join('u.' + c for c in _NAMES)}, j.raw "
+    f"FROM unnest({', '.join(f'%s::{t}[]' for _, t in _INSERT_COLUMNS)}) "
+    f"WITH ORDINALITY AS u({', '.join(_NAMES)}, n) "
+    "JOIN jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS j(raw, n) USING (n) "
+    "ON CONFLICT DO NOTHING RETURNING id"
+)
+
+
+def _store(rows: list[dict[str, Any]]) -> list[int]:
+    """Inserts rows (dicts of MasterEvent columns), skipping those stored before (the
+    unique constraint); returns the ids of the rows this call inserted, in id order.
+
+    Must run inside a transaction (the caller's), on Django's connection.
+    """
     if not rows:
         return []
-    MasterEvent.objects.bulk_create(rows, ignore_conflicts=True)
-    return list(
-        MasterEvent.objects.filter(
-            broker_server_id=server_id,
-            venue_event_id__in=[r.venue_event_id for r in rows],
-            fanout_state=MasterEventFanoutState.PENDING,
-        ).values_list("id", flat=True)
-    )
+    stored_at = timezone.now()
+    defaults = {
+        "venue_seq": None,
+        "synthetic": False,
+        "master_position_id": "",
+        "master_order_id": "",
+        "symbol": "",
+        "side": "",
+        "order_type": "",
+        "volume": None,
+        "remaining_volume": None,
+        "price": None,
+        "sl": None,
+        "tp": None,
+        "profit": None,
+        "close_reason": "",
+        "stored_at": stored_at,
+        "fanout_state": MasterEventFanoutState.PENDING.value,
+    }
+    columns: list[Any] = [[r.get(name, defaults.get(name)) for r in rows] for name in _NAMES]
+    columns.append(json.dumps([r["raw"] for r in rows], default=str))
+    connection.ensure_connection()
+    # A plain psycopg cursor binds parameters on the server (Django's binds client-side).
+    with connection.connection.cursor() as cursor:
+        cursor.execute(_INSERT_SQL, columns)
+        return sorted(row[0] for row in cursor.fetchall())
 
 
 def master_events_record(
@@ -138,22 +203,31 @@ def master_events_record(
         if account_id is None:
             continue  # not a master account: not stored
         rows.append(
-            MasterEvent(
-                broker_server_id=shard.broker_server_id,
-                account_id=account_id,
-                venue_event_id=str(event.seq),
-                venue_seq=event.seq,
-                event_type=event.type.value,
-                raw=dict(event.raw),
-                venue_ts=event.ts or received_at,
-                received_at=received_at,
+            {
+                "broker_server_id": shard.broker_server_id,
+                "account_id": account_id,
+                "venue_event_id": str(event.seq),
+                "venue_seq": event.seq,
+                "event_type": event.type.value,
+                "raw": event.raw,
+                "venue_ts": event.ts or received_at,
+                "received_at": received_at,
                 **_event_fields(event),
-            )
+            }
         )
+    newest = events[-1].ts if events else None
+    lag_ms = (timezone.now() - newest).total_seconds() * 1000 if newest else None
     with transaction.atomic():
-        pending = _store(rows, shard.broker_server_id)
-        ListenerShard.objects.filter(pk=shard.pk, last_seq__lt=last_seq).update(
-            last_seq=last_seq, last_event_at=timezone.now()
+        # The events and the shard's resume point commit together, so a commit lost in a
+        # database crash loses both and the listener replays those events from the venue:
+        # the wait for the WAL flush buys nothing here, and costs milliseconds per batch.
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit = off")
+        pending = _store(rows)
+        ListenerShard.objects.filter(pk=shard.pk).update(
+            last_seq=Greatest(F("last_seq"), last_seq),
+            last_event_at=timezone.now(),
+            lag_ms=lag_ms,
         )
         if pending:
             transaction.on_commit(lambda: _enqueue_fanout(pending))
@@ -170,22 +244,21 @@ def master_events_record_synthetic(
     twice stores them once.
     """
     rows = [
-        MasterEvent(
-            broker_server_id=server_id,
-            account_id=e.account_id,
-            venue_event_id=e.venue_event_id,
-            venue_seq=None,
-            event_type=e.event_type,
-            synthetic=True,
-            raw={"synthetic": True, **{k: _json(v) for k, v in e.fields.items()}},
-            venue_ts=e.venue_ts,
-            received_at=received_at,
+        {
+            "broker_server_id": server_id,
+            "account_id": e.account_id,
+            "venue_event_id": e.venue_event_id,
+            "event_type": str(e.event_type),
+            "synthetic": True,
+            "raw": {"synthetic": True, **{k: _json(v) for k, v in e.fields.items()}},
+            "venue_ts": e.venue_ts,
+            "received_at": received_at,
             **e.fields,
-        )
+        }
         for e in events
     ]
     with transaction.atomic():
-        pending = _store(rows, server_id)
+        pending = _store(rows)
         if pending:
             transaction.on_commit(lambda: _enqueue_fanout(pending))
     return pending
