@@ -44,7 +44,9 @@ MAX_TEXT = 255
 MAX_ID = 128
 
 _DECIMAL_TEXT = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)\Z")
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+# ASCII-only output: a lone surrogate in a client's text ("\ud800") must not make an
+# answer or an event impossible to send as UTF-8.
+_encode = json.JSONEncoder(separators=(",", ":")).encode
 
 HTTP_STATUS = {
     "UNAUTHORIZED": 401,
@@ -146,6 +148,14 @@ def _positive_price(value: Any, field: str) -> Decimal:
     if price <= 0 or price > MAX_PRICE:
         raise _bad(field, "must be a positive number below 1e9")
     return price
+
+
+def _on_grid(price: Decimal, symbol: Symbol, field: str) -> Decimal:
+    """A price rounded (half up) to the symbol's digits; one that rounds to zero is refused."""
+    rounded = price.quantize(symbol.quantum, ROUND_HALF_UP)
+    if not rounded:
+        raise _bad(field, f"rounds to zero at {symbol.digits} digits")
+    return rounded
 
 
 def _optional_price(body: dict, field: str) -> Decimal | None:
@@ -1009,10 +1019,8 @@ class Engine:
         """Set a quote now; everything that depends on it (stops, pending, stop-out) follows."""
         body = _object(body)
         symbol = self._symbol(body.get("symbol"))
-        bid = _positive_price(body.get("bid"), "bid").quantize(symbol.quantum, ROUND_HALF_UP)
-        ask = _positive_price(body.get("ask"), "ask").quantize(symbol.quantum, ROUND_HALF_UP)
-        if bid <= 0:
-            raise _bad("bid", f"rounds to zero at {symbol.digits} digits")
+        bid = _on_grid(_positive_price(body.get("bid"), "bid"), symbol, "bid")
+        ask = _on_grid(_positive_price(body.get("ask"), "ask"), symbol, "ask")
         if ask < bid:
             raise _bad("ask", "must not be below bid")
         self.set_price(symbol, bid, ask)
@@ -1139,16 +1147,15 @@ class Engine:
         if not symbol.trading:
             raise VenueError("MARKET_CLOSED", f"symbol: the {symbol.name} market is closed")
         self._check_volume(volume)
-        quantum = symbol.quantum
         if sl is not None:
-            sl = sl.quantize(quantum, ROUND_HALF_UP)
+            sl = _on_grid(sl, symbol, "sl")
         if tp is not None:
-            tp = tp.quantize(quantum, ROUND_HALF_UP)
+            tp = _on_grid(tp, symbol, "tp")
         if type_ == "market":
             self._check_stops_at_market(symbol, side, sl, tp)
             answer = self._fill_new(account, symbol, side, volume, sl, tp, key, comment)
         else:
-            price = price.quantize(quantum, ROUND_HALF_UP)
+            price = _on_grid(price, symbol, "price")
             self._check_stops_around(side, price, sl, tp, "price")
             if _triggered(symbol, side, type_, price):
                 # A limit that is already marketable, or a stop already passed, executes
@@ -1550,9 +1557,9 @@ class Engine:
         sl = position.sl
         tp = position.tp
         if "sl" in body:
-            sl = None if new_sl is None else new_sl.quantize(symbol.quantum, ROUND_HALF_UP)
+            sl = None if new_sl is None else _on_grid(new_sl, symbol, "sl")
         if "tp" in body:
-            tp = None if new_tp is None else new_tp.quantize(symbol.quantum, ROUND_HALF_UP)
+            tp = None if new_tp is None else _on_grid(new_tp, symbol, "tp")
         # Only the levels that change must be on the right side of the market now.
         self._check_stops_at_market(
             symbol,

@@ -86,6 +86,10 @@ def paper_factory() -> type[Paper]:
 def venue() -> Iterator[Venue]:
     with running_venue(api_key=API_KEY, seed=7) as started:
         yield started
+        # Whatever the tests sent, the venue never hit an internal error.
+        log = started.log_text()
+        assert "Traceback" not in log, log[-3000:]
+        assert " ERROR " not in log, log[-3000:]
 
 
 @pytest.fixture

@@ -590,3 +590,76 @@ def test_decode_json_refuses_what_is_not_json_numbers(raw):
 
 def test_decode_json_keeps_fractions_exact():
     assert decode_json(b'{"v": 0.1}') == {"v": Decimal("0.1")}
+
+
+def prices_and_faults(engine: Engine) -> Any:
+    return (
+        [engine.get_price(name) for name in engine.symbols],
+        [s["trading"] for s in engine.list_symbols()],
+        engine.faults.as_dict(),
+    )
+
+
+maybe_number = st.sampled_from([None, 0, -1, 1, 1.1, "1.10", "x", 1e308, True]) | json_values
+operation_bodies = st.fixed_dictionaries(
+    {},
+    optional={
+        "account": st.sampled_from([100001, 100002, 0, "100001"]) | json_values,
+        "login": st.sampled_from([100001, 7, 0, -5, 2**80]) | json_values,
+        "volume": maybe_number,
+        "amount": maybe_number,
+        "balance": maybe_number,
+        "leverage": maybe_number,
+        "currency": st.sampled_from(["USD", "EUR", "usd"]) | json_values,
+        "mode": st.sampled_from(["DEMO", "REAL"]) | json_values,
+        "status": st.sampled_from(["connected", "disabled", "gone"]) | json_values,
+        "sl": maybe_number,
+        "tp": maybe_number,
+        "symbol": st.sampled_from(["EURUSD", "US30", "x"]) | json_values,
+        "bid": maybe_number,
+        "ask": maybe_number,
+        "trading": json_values,
+        "client_order_id": st.sampled_from(["dup", "new"]) | json_values,
+        "client_op_id": st.sampled_from(["dup", "new"]) | json_values,
+        "comment": json_values,
+        "reject_rate": maybe_number,
+        "latency_ms": maybe_number,
+        "drop_streams": json_values,
+        "seed": maybe_number,
+    },
+)
+OPERATIONS = {
+    "create_account": lambda engine, body, pid: engine.create_account(body),
+    "balance_operation": lambda engine, body, pid: engine.balance_operation(100001, body),
+    "patch_account": lambda engine, body, pid: engine.patch_account(100001, body),
+    "close_position": lambda engine, body, pid: engine.close_position(pid, body),
+    "modify_position": lambda engine, body, pid: engine.modify_position(pid, body),
+    "admin_set_price": lambda engine, body, pid: engine.admin_set_price(body),
+    "admin_set_symbol": lambda engine, body, pid: engine.admin_set_symbol("EURUSD", body),
+    "set_faults": lambda engine, body, pid: engine.set_faults(body),
+    "batch": lambda engine, body, pid: engine.parse_batch(body),
+}
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    name=st.sampled_from(sorted(OPERATIONS)),
+    body=operation_bodies | json_values,
+)
+def test_any_malformed_call_is_refused_with_a_spec_code_and_changes_nothing(name, body):
+    engine, _, _ = make_engine()
+    login = account(engine)
+    opened = order(engine, login, client_order_id="dup", volume="0.1")
+    engine.balance_operation(login, {"amount": 1, "client_op_id": "dup"})
+    before = (snapshot(engine), prices_and_faults(engine))
+    status = None
+    try:
+        OPERATIONS[name](engine, copy.deepcopy(body), opened["position_id"])
+    except VenueError as exc:  # anything else fails the test
+        status = exc.status
+    if status is not None:
+        assert status in (404, 409, 422)
+        after = (snapshot(engine), prices_and_faults(engine))
+        assert after[0][0] == before[0][0]
+        assert after[0][2:] == before[0][2:]
+        assert after[1] == before[1]

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import aiohttp
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from brokers.paper.testing import VenueClient
 
@@ -507,3 +510,50 @@ def test_sl_tp_and_stop_out_over_rest(paper):
     paper.price("EURUSD", 1.0950, 1.0951)  # -552 on the position: stop-out
     assert paper.positions(login) == []
     assert paper.get(f"/v1/accounts/{login}/deals")[-1]["reason"] == "stop_out"
+
+
+segments = st.sampled_from(["100001", "0", "abc", "-1", "1000001", "EURUSD", "%FF", "", "9" * 30])
+paths = st.builds(
+    lambda template, a, b: template.format(a=a, b=b),
+    st.sampled_from(
+        [
+            "/v1/accounts", "/v1/accounts/{a}", "/v1/accounts/{a}/balance",
+            "/v1/accounts/{a}/positions", "/v1/accounts/{a}/orders",
+            "/v1/accounts/{a}/deals?from_ts={b}", "/v1/symbols", "/v1/prices/{a}",
+            "/v1/orders", "/v1/orders/batch", "/v1/orders/{a}?account={b}",
+            "/v1/positions/{a}/close", "/v1/positions/{a}", "/v1/stream?accounts={a}&from_seq={b}",
+            "/v1/admin/prices", "/v1/admin/symbols/{a}", "/v1/admin/faults", "/v1/admin/stats",
+            "/v1/{a}", "/{a}/{b}",
+        ]
+    ),
+    segments,
+    segments,
+)  # fmt: skip
+bodies = st.one_of(
+    st.binary(max_size=40),
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=6),
+        lambda children: (
+            st.lists(children, max_size=3)
+            | st.dictionaries(
+                st.sampled_from(["account", "volume", "symbol", "orders", "amount", "sl", "x"]),
+                children,
+                max_size=4,
+            )
+        ),
+        max_leaves=10,
+    ).map(lambda value: json.dumps(value).encode()),
+)
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=list(HealthCheck))
+@given(method=st.sampled_from(["GET", "POST", "PATCH", "DELETE", "PUT"]), path=paths, raw=bodies)
+def test_no_request_gets_a_500_or_a_non_json_answer(venue, method, path, raw):
+    client = venue.client()
+    try:
+        status, body = client.request(method, path, raw=raw)
+    finally:
+        client.close()
+    assert status < 500 or (status == 503 and body["error"] == "UNAVAILABLE")
+    if status >= 400:
+        assert set(body) == {"error", "message"}
