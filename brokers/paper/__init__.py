@@ -140,8 +140,9 @@ Process
 -------
 - Extra options: ``--retain-events`` (events kept for replay, default 100000: lower
   it only in tests) and ``--log-level``. ``--port 0`` picks a free port (logged).
-- One log line per stream connection and per refused call (batch items are summed
-  in one line per batch); no access log, to keep the hot path lean.
+- One log line per client connection (at its first request; a stream's line also
+  says what it follows) and per refused call (batch items are summed in one line per
+  batch); no access log, to keep the hot path lean.
 - ``GET /v1/info`` (extra) reports the platform, suffix, volume rules and current seq;
   launchers poll it to know the venue is up.
 """

@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import time
+import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -219,6 +220,9 @@ class Venue:
         self._all: set[StreamConn] = set()
         self._by_account: dict[int, set[StreamConn]] = {}
         self._numbers = 0
+        # Transports already logged: one log line per client connection, not per request.
+        self._seen: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
+        self._connections = 0
         self._tasks: list[asyncio.Task] = []
         self._closing: set[asyncio.Task] = set()
 
@@ -233,6 +237,16 @@ class Venue:
             if token is not None and hmac.compare_digest(token.encode(), self._token):
                 return True
         return False
+
+    def note_connection(self, request: web.Request, *, is_stream: bool) -> None:
+        transport = request.transport
+        if transport is None or transport in self._seen:
+            return
+        self._seen.add(transport)
+        self._connections += 1
+        if not is_stream:  # a stream logs its own line, with what it follows
+            peer = transport.get_extra_info("peername")
+            log.info("connection #%d from %s", self._connections, _peer(peer))
 
     # --- fan-out ---------------------------------------------------------------------
 
@@ -378,6 +392,12 @@ class Venue:
         self.engine.reset()
 
 
+def _peer(peer: Any) -> str:
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer)
+
+
 async def _close_ws(ws: web.WebSocketResponse, code: int, message: bytes) -> None:
     # A client that does not answer the close frame in time just loses its socket.
     with contextlib.suppress(TimeoutError, ConnectionError, RuntimeError):
@@ -438,6 +458,7 @@ async def _venue_middleware(
     """Auth, error mapping, injected latency and the log line of every refused call."""
     venue = request.app[VENUE_KEY]
     is_stream = request.path == "/v1/stream"
+    venue.note_connection(request, is_stream=is_stream)
     if not venue.authorized(request, allow_token=is_stream):
         response = _error("UNAUTHORIZED", "Authorization: a valid 'Bearer <key>' is required")
     else:
@@ -658,7 +679,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
     # Subscribe before the handshake completes: an event emitted while it is being
     # written is already queued for this client.
     conn = venue.subscribe(ws, accounts, from_seq, label)
-    peer = request.remote
+    peer = _peer(request.transport.get_extra_info("peername") if request.transport else None)
     log.info(
         "stream #%d from %s: accounts=%s from_seq=%s (%d queued)",
         conn.number, peer, label, from_seq, len(conn.queue),
