@@ -15,7 +15,7 @@ loop thread of its own so one pooled HTTP session serves many tasks.
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Final, Literal, Protocol, runtime_checkable
@@ -50,6 +50,33 @@ None means the opposite: remove the level.
 """
 
 Unchanged = Literal[_Unchanged.SENTINEL]
+
+
+class EventStream(Protocol):
+    """One stream connection: an async iterator of StreamEvents, and an async context.
+
+    `async with gateway.stream(...) as events:` connects on entry (so every event
+    from then on is delivered) and closes on exit; a bare `async for` connects on
+    its first step. `last_seq` is the seq to resume from after a disconnect.
+    """
+
+    last_seq: int | None
+
+    def __aiter__(self) -> EventStream: ...
+
+    async def __anext__(self) -> StreamEvent: ...
+
+    async def __aenter__(self) -> EventStream: ...
+
+    async def __aexit__(self, *exc_info: object) -> None: ...
+
+    async def connect(self) -> None:
+        """Opens the connection now (idempotent)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Closes the connection."""
+        ...
 
 
 @runtime_checkable
@@ -181,12 +208,12 @@ class Gateway(Protocol):
         accounts: Sequence[int] | None = None,
         from_seq: int | None = None,
         include_heartbeats: bool = True,
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> EventStream:
         """Events of `accounts` (every account when None), after `from_seq` when given.
 
-        One connection per iteration: the iterator ends by raising GatewayError
-        (retryable) when the connection is lost, and the caller reconnects with
-        `from_seq` = the last seq it stored. A RESET event means events after
+        One connection per stream: it ends by raising GatewayError (retryable)
+        when the connection is lost, and the caller reconnects with `from_seq` =
+        the last seq it stored (or the stream's `last_seq`). A RESET event means events after
         `from_seq` are gone: resynchronise from the REST snapshot, then carry on
         from the RESET's seq. Heartbeats are yielded unless `include_heartbeats` is
         False (a listener uses them to prove it is alive).

@@ -39,7 +39,7 @@ import enum
 import json
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -354,7 +354,7 @@ def rejected_result(
         requested_volume=request.volume,
         reason=error.reason,
         message=error.message,
-        raw=raw or {},
+        raw=raw or ({"error": error.code, "message": error.message} if error.code else {}),
     )
 
 
@@ -1040,7 +1040,10 @@ class RestWsGateway:
         login: int | None = None,
         name: str = "",
     ) -> AccountSnapshot:
-        """Opens an account; never resent once the request may have arrived."""
+        """Opens an account (the venue assigns the login when None).
+
+        Without a login it is never resent once the request may have arrived.
+        """
         body: dict[str, Any] = {
             "balance": to_decimal(balance),
             "currency": currency,
@@ -1051,7 +1054,10 @@ class RestWsGateway:
             body["login"] = int(login)
         if name:
             body["name"] = name
-        answer = await self._execute("POST", "/v1/accounts", body=body, safety=_Safety.UNSAFE)
+        # With a login the venue answers a repeat with the same account, so a resend
+        # is safe there; without one a resend could open a second account.
+        safety = _Safety.KEYED if login is not None else _Safety.UNSAFE
+        answer = await self._execute("POST", "/v1/accounts", body=body, safety=safety)
         assert isinstance(answer, _Answer)
         return parse_account(answer.data)
 
@@ -1082,21 +1088,24 @@ class RestWsGateway:
 
     # -- stream -------------------------------------------------------------
 
-    async def stream(
+    def stream(
         self,
         *,
         accounts: Sequence[int] | None = None,
         from_seq: int | None = None,
         include_heartbeats: bool = True,
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> RestWsStream:
         """Events of one WebSocket connection; see Gateway.stream for the contract.
 
-        Raises GatewayError(unauthorized) for a bad key, (timeout) when nothing,
-        not even a heartbeat, arrives for `stream_idle_timeout` seconds, and
-        (unavailable) when the venue closes or drops the connection. A trading
-        event whose seq is not above the last one yielded (or `from_seq`) is
-        skipped, so a venue that repeats itself cannot make the caller see an
-        event twice on one connection.
+        Nothing connects until `async with` (which connects at once, so that
+        events after that point are certain to arrive) or the first `async for`
+        step. Raises GatewayError(unauthorized) for a bad key,
+        (account_not_found) for an unknown account, (timeout) when nothing, not
+        even a heartbeat, arrives for `stream_idle_timeout` seconds, and
+        (unavailable, retryable) when the venue closes or drops the connection.
+        A trading event whose seq is not above the last one yielded (or
+        `from_seq`) is skipped, so a venue that repeats itself cannot make the
+        caller see an event twice on one connection.
         """
         params: dict[str, str] = {"token": self._api_key.reveal()}
         if accounts is None:
@@ -1107,27 +1116,68 @@ class RestWsGateway:
             params["accounts"] = ",".join(str(int(a)) for a in accounts)
         if from_seq is not None:
             params["from_seq"] = str(int(from_seq))
-        session = self._session_for_loop()
+        return RestWsStream(self, params, from_seq, include_heartbeats)
+
+
+class RestWsStream:
+    """One stream connection of a RestWsGateway: an async iterator of StreamEvents.
+
+    Guarantees: connects once (on `async with` or the first step); yields
+    events in venue order with no trading event at or below `last_seq`;
+    `last_seq` is the seq of the last event received (the value
+    to resume from, heartbeats included); ends only by raising GatewayError; `aclose()` (or leaving
+    the `async with`) closes the WebSocket.
+    """
+
+    def __init__(
+        self,
+        gateway: RestWsGateway,
+        params: dict[str, str],
+        from_seq: int | None,
+        include_heartbeats: bool,
+    ) -> None:
+        self._gateway = gateway
+        self._params = params
+        self._include_heartbeats = include_heartbeats
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._closed = False
+        self.last_seq = from_seq
+
+    def __repr__(self) -> str:
+        accounts = self._params.get("accounts", "all")
+        return f"RestWsStream(accounts={accounts!r}, last_seq={self.last_seq!r})"
+
+    async def __aenter__(self) -> RestWsStream:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> RestWsStream:
+        return self
+
+    async def connect(self) -> None:
+        """Opens the WebSocket (once); events from this moment on will be delivered."""
+        if self._ws is not None:
+            return
+        if self._closed:
+            raise RuntimeError(f"{self!r} is closed")
+        gateway = self._gateway
+        session = gateway._session_for_loop()
         try:
-            ws = await session.ws_connect(
-                self.ws_url + "/v1/stream",
-                params=params,
-                heartbeat=self.stream_idle_timeout,
+            self._ws = await session.ws_connect(
+                gateway.ws_url + "/v1/stream",
+                params=self._params,
+                heartbeat=gateway.stream_idle_timeout,
                 timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
             )
         except aiohttp.WSServerHandshakeError as exc:
-            # Not chained: the handshake error's request info holds the token.
-            if exc.status in (401, 403):
-                raise GatewayError(
-                    GatewayReason.UNAUTHORIZED, "stream refused the API key", http_status=exc.status
-                ) from None
+            # Not chained: the handshake error's request info holds the token. The
+            # refusal's body is not available here, so the status stands for the code.
+            reason = _STREAM_HANDSHAKE_REASONS.get(exc.status, GatewayReason.UNAVAILABLE)
             raise GatewayError(
-                reason_for_response(exc.status, None)
-                if exc.status >= 400
-                else GatewayReason.UNAVAILABLE,
-                f"stream handshake failed with HTTP {exc.status}",
-                http_status=exc.status,
-                retryable=True,
+                reason, f"stream refused with HTTP {exc.status}", http_status=exc.status
             ) from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise GatewayError(
@@ -1135,58 +1185,66 @@ class RestWsGateway:
                 f"stream cannot connect ({type(exc).__name__})",
                 retryable=True,
             ) from None
-        last_seq = from_seq
-        try:
-            while True:
-                try:
-                    message = await ws.receive(timeout=self.stream_idle_timeout)
-                except TimeoutError:
-                    raise GatewayError(
-                        GatewayReason.TIMEOUT,
-                        f"stream silent for {self.stream_idle_timeout}s (no heartbeat)",
-                    ) from None
-                if message.type is aiohttp.WSMsgType.TEXT:
-                    event = parse_stream_event(json.loads(message.data))
-                elif message.type is aiohttp.WSMsgType.BINARY:
-                    event = parse_stream_event(json.loads(message.data.decode()))
-                elif message.type in (
-                    aiohttp.WSMsgType.CLOSE,
-                    aiohttp.WSMsgType.CLOSING,
-                    aiohttp.WSMsgType.CLOSED,
-                ):
-                    code = ws.close_code
-                    if code == _WS_UNAUTHORIZED_CLOSE:
-                        raise GatewayError(
-                            GatewayReason.UNAUTHORIZED, "stream closed: API key refused"
-                        )
-                    raise GatewayError(
-                        GatewayReason.UNAVAILABLE,
-                        f"stream closed by the venue (close code {code})",
-                        retryable=True,
-                    )
-                elif message.type is aiohttp.WSMsgType.ERROR:
-                    raise GatewayError(
-                        GatewayReason.UNAVAILABLE,
-                        f"stream connection failed ({type(ws.exception()).__name__})",
-                        retryable=True,
-                    )
-                else:
-                    continue
-                if event.type is StreamEventType.RESET:
-                    last_seq = event.seq
-                    yield event
-                    continue
-                if event.type is StreamEventType.HEARTBEAT:
-                    if include_heartbeats:
-                        yield event
-                    continue
-                if last_seq is not None and event.seq <= last_seq:
-                    logger.warning("stream repeated seq %s (last %s); skipped", event.seq, last_seq)
-                    continue
-                last_seq = event.seq
-                yield event
-        finally:
+
+    async def aclose(self) -> None:
+        """Closes the WebSocket; the stream cannot be used afterwards."""
+        self._closed = True
+        ws, self._ws = self._ws, None
+        if ws is not None and not ws.closed:
             await ws.close()
+
+    async def __anext__(self) -> StreamEvent:
+        if self._ws is None:
+            await self.connect()
+        ws = self._ws
+        assert ws is not None
+        idle = self._gateway.stream_idle_timeout
+        while True:
+            try:
+                message = await ws.receive(timeout=idle)
+            except TimeoutError:
+                raise GatewayError(
+                    GatewayReason.TIMEOUT, f"stream silent for {idle}s (no heartbeat)"
+                ) from None
+            if message.type is aiohttp.WSMsgType.TEXT:
+                event = parse_stream_event(json.loads(message.data))
+            elif message.type is aiohttp.WSMsgType.BINARY:
+                event = parse_stream_event(json.loads(message.data.decode()))
+            elif message.type in (
+                aiohttp.WSMsgType.CLOSE,
+                aiohttp.WSMsgType.CLOSING,
+                aiohttp.WSMsgType.CLOSED,
+            ):
+                code = ws.close_code
+                if code == _WS_UNAUTHORIZED_CLOSE:
+                    raise GatewayError(GatewayReason.UNAUTHORIZED, "stream closed: key refused")
+                raise GatewayError(
+                    GatewayReason.UNAVAILABLE,
+                    f"stream closed by the venue (close code {code})",
+                    retryable=True,
+                )
+            elif message.type is aiohttp.WSMsgType.ERROR:
+                raise GatewayError(
+                    GatewayReason.UNAVAILABLE,
+                    f"stream connection failed ({type(ws.exception()).__name__})",
+                    retryable=True,
+                )
+            else:
+                continue
+            if event.type is StreamEventType.RESET:
+                self.last_seq = event.seq
+                return event
+            if event.type is StreamEventType.HEARTBEAT:
+                # Its seq is the last one the venue sent us: safe to resume from.
+                self.last_seq = max(self.last_seq or 0, event.seq)
+                if self._include_heartbeats:
+                    return event
+                continue
+            if self.last_seq is not None and event.seq <= self.last_seq:
+                logger.warning("stream repeated seq %s (at %s): skipped", event.seq, self.last_seq)
+                continue
+            self.last_seq = event.seq
+            return event
 
 
 # Reasons place_order raises instead of returning a REJECTED result: the order's
@@ -1199,6 +1257,15 @@ _RAISED_REASONS = frozenset(
         GatewayReason.UNAUTHORIZED,
     }
 )
+# A refused stream handshake, by status: the protocol's only 404 there is an
+# unknown account, its only 422 a bad query.
+_STREAM_HANDSHAKE_REASONS = {
+    401: GatewayReason.UNAUTHORIZED,
+    403: GatewayReason.UNAUTHORIZED,
+    404: GatewayReason.ACCOUNT_NOT_FOUND,
+    422: GatewayReason.VALIDATION,
+    429: GatewayReason.RATE_LIMITED,
+}
 _RETRYABLE_BATCH_REASONS = frozenset({GatewayReason.TIMEOUT, GatewayReason.UNAVAILABLE})
 
 
