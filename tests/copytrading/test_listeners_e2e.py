@@ -116,17 +116,17 @@ def test_burst_with_dropped_streams_stores_each_event_once(setup):
         expected = venue_positions(api, setup["master_login"])
         assert len(expected) == 50
         wait_for(lambda: stored_opens(master) == expected, timeout=30, what="all 50 opens stored")
+        # Every stored event was handed to the fan-out (the outbox drained).
+        wait_for(
+            lambda: not MasterEvent.objects.exclude(fanout_state="done").exists(),
+            timeout=30,
+            what="fan-out of every event",
+        )
     assert_stored_once()
     assert MasterEvent.objects.filter(account=master.account).count() == 50
     assert not MasterEvent.objects.exclude(account=master.account).exists()  # non-masters
     shard = ListenerShard.objects.get()
     assert shard.reconnects >= 1
-    # Every stored event was handed to the fan-out (the outbox drained).
-    wait_for(
-        lambda: not MasterEvent.objects.exclude(fanout_state="done").exists(),
-        timeout=30,
-        what="fan-out of every event",
-    )
 
 
 def test_listener_worker_killed_and_restarted_misses_nothing(setup):
