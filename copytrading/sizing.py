@@ -275,7 +275,7 @@ def partial_close_volume(
     `close_all` is set and `volume` is the follower volume. The subscription's
     `min_volume` bounds opening trades only, not closes.
     """
-    total = closed_volume + remaining_volume
+    total = _CTX.add(closed_volume, remaining_volume)
     if closed_volume <= 0 or total <= 0:
         return Sized(
             None,
@@ -293,7 +293,7 @@ def partial_close_volume(
             SizingSkip.VOLUME_BELOW_MINIMUM,
             f"partial close of {share} lots ({ratio}) < minimum {symbol_min} on {symbol}",
         )
-    rest = follower_volume - share
+    rest = _CTX.subtract(follower_volume, share)
     if rest < symbol_min:
         return Sized(
             follower_volume,
