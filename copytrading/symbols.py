@@ -122,10 +122,12 @@ def parse_symbol_list(symbols: str, suffix: str) -> frozenset[str]:
     return frozenset(symbol_key(s, suffix) for s in symbols.split(",") if s.strip())
 
 
+@lru_cache(maxsize=16384)
 def symbol_selected(master_symbol: str, *, mode: int, symbols: str, master_suffix: str) -> bool:
     """Whether a subscription's symbol filter lets a master symbol through.
 
-    Mode 0 all, 1 only the listed, 2 all but the listed (spec/client-api.md).
+    Mode 0 all, 1 only the listed, 2 all but the listed (spec/client-api.md). Cached:
+    followers of one master share a handful of lists.
     """
     if mode == SymbolsMode.ALL:
         return True
