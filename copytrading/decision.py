@@ -99,11 +99,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from decimal import Decimal, InvalidOperation
 from enum import Enum, IntEnum, StrEnum
+from functools import lru_cache
 from types import MappingProxyType, NoneType, UnionType
 from typing import Any, Self
 
 from .sizing import Sized, VolumeMode, copy_volume, partial_close_volume
-from .symbols import SymbolsMode, resolve_follower_symbol, symbol_selected
+from .symbols import Resolution, SymbolsMode, resolve_follower_symbol, symbol_selected
 
 __all__ = [
     "RULES",
@@ -656,13 +657,20 @@ def follower_symbol_needed(
     """
     if link is not None and event.kind in _LINKED_KINDS:
         return link.follower_symbol
+    return _resolve(event.symbol, symbol_map).symbol
+
+
+# One event fans out to many followers of the same servers: the same (symbol, mapping)
+# comes back thousands of times. Both arguments are immutable, so caching is safe.
+@lru_cache(maxsize=16384)
+def _resolve(master_symbol: str, symbol_map: SymbolMapping) -> Resolution:
     return resolve_follower_symbol(
-        event.symbol,
+        master_symbol,
         master_suffix=symbol_map.master_suffix,
         follower_suffix=symbol_map.follower_suffix,
         account_maps=symbol_map.account_maps,
         server_maps=symbol_map.server_maps,
-    ).symbol
+    )
 
 
 _LINKED_KINDS = frozenset(
@@ -735,13 +743,7 @@ def _open_v1(inputs: DecisionInputs, *, pending: bool) -> CopyDecision:
             SkipReason.SYMBOL_FILTERED,
             f"{event.symbol} is filtered out (copying {listed}: {sub.symbols or 'none'})",
         )
-    resolution = resolve_follower_symbol(
-        event.symbol,
-        master_suffix=mapping.master_suffix,
-        follower_suffix=mapping.follower_suffix,
-        account_maps=mapping.account_maps,
-        server_maps=mapping.server_maps,
-    )
+    resolution = _resolve(event.symbol, mapping)
     spec = inputs.follower_symbol
     if spec is None or spec.symbol.casefold() != resolution.symbol.casefold():
         given = "" if spec is None else f" (a spec was given for {spec.symbol})"
