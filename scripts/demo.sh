@@ -44,8 +44,12 @@ $PY manage.py seed_demo --masters 3 --followers 30 \
   > var/demo-accounts.json
 echo "demo: demo customers and accounts in var/demo-accounts.json"
 
-start celery-worker .venv/bin/celery -A config worker -Q default,listeners,fanout,execute \
-  --concurrency 4 --loglevel INFO
+# Listeners hold their task for minutes at a time: they get a worker of their own, so
+# fan-out and execution never wait behind them.
+start celery-listeners .venv/bin/celery -A config worker -Q listeners -n listeners@%h \
+  --concurrency 2 --loglevel INFO
+start celery-worker .venv/bin/celery -A config worker -Q default,fanout,execute -n worker@%h \
+  --concurrency 2 --loglevel INFO
 start celery-beat .venv/bin/celery -A config beat --loglevel INFO \
   --schedule var/celerybeat-schedule
 start asgi .venv/bin/uvicorn config.asgi:application --host "$HOST" --port "$PORT" --no-access-log

@@ -133,8 +133,9 @@ _INSERT_COLUMNS = (
     ("fanout_state", "text"),
 )
 _NAMES = [c for c, _ in _INSERT_COLUMNS]
-_INSERT_SQL = (  # noqa: S608 - names and types are the constants above; values are bound
-    f"INSERT INTO {MasterEvent._meta.db_table} ({', '.join(_NAMES)}, raw) "
+# Names and types are the constants above; every value is a bound parameter.
+_INSERT_SQL = (
+    f"INSERT INTO {MasterEvent._meta.db_table} ({', '.join(_NAMES)}, raw) "  # noqa: S608
     f"SELECT {', '.join('u.' + c for c in _NAMES)}, j.raw "
     f"FROM unnest({', '.join(f'%s::{t}[]' for _, t in _INSERT_COLUMNS)}) "
     f"WITH ORDINALITY AS u({', '.join(_NAMES)}, n) "
