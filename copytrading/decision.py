@@ -34,9 +34,13 @@ What each master event kind does (after the checks below):
   position id that later closes and modifications are linked by. With
   `copy_pending_orders` the follower's own pending copy fills at its own venue; without
   it, the `position_opened` of the fill opens at market like any other open. The
-  recorder sets `from_order_id` on a `position_opened` that came from a pending order,
-  and the caller passes the link of that master order: if a follower copy of the
-  order exists, the position event does not open a second one.
+  caller sets `from_order_id` on a `position_opened` that came from a pending order,
+  and passes the link of that master order: if a follower copy of the order exists,
+  the position event does not open a second one. The paper venue sends
+  `position_opened` *before* `order_filled`, so the order cannot be found from the
+  fill; it is found by `client_order_id` instead: a position opened by a pending
+  order carries that order's `client_order_id`, as the `order_placed` payload does
+  (market orders emit no `order_placed`, so their positions match none).
 
 Opening actions (`open`, `place_pending`) are refused, in this order, by: an active
 kill switch (KILL_SWITCH), a disabled master profile (MASTER_DISABLED), a disabled
