@@ -27,7 +27,7 @@ from django.core.exceptions import ImproperlyConfigured
 from brokers.choices import BrokerServerGatewayKind, BrokerServerPlatform
 from brokers.crypto import decrypt_credentials
 
-from .base import UNCHANGED, Gateway
+from .base import UNCHANGED, EventStream, Gateway
 from .errors import GatewayError, GatewayReason
 from .rest_ws import RestWsGateway, RetryPolicy
 from .sync import SyncGateway
@@ -55,6 +55,7 @@ __all__ = [
     "AccountSnapshot",
     "CloseResult",
     "Deal",
+    "EventStream",
     "Gateway",
     "GatewayError",
     "GatewayReason",

@@ -45,6 +45,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import aiohttp
 
@@ -757,6 +758,11 @@ class RestWsGateway:
             # Not knowing whether the order exists, resending could duplicate it.
             raise failure from exc
 
+    def _is_replay(self, answer: _Answer) -> bool:
+        # The protocol answers a first execution 201 and a replay of it 200; a
+        # platform that does not deduplicate has no replays to report.
+        return self.dedupes_client_order_ids and answer.status == 200
+
     async def _get(self, path: str, params: Mapping[str, str] | None = None) -> Any:
         answer = await self._execute("GET", path, params=params)
         assert isinstance(answer, _Answer)
@@ -774,7 +780,7 @@ class RestWsGateway:
 
     async def get_quote(self, symbol: str) -> Quote:
         """The symbol's current bid and ask."""
-        return parse_quote(await self._get(f"/v1/prices/{symbol}"))
+        return parse_quote(await self._get(f"/v1/prices/{_segment(symbol)}"))
 
     async def list_positions(self, login: int) -> list[Position]:
         """The account's open positions."""
@@ -821,7 +827,7 @@ class RestWsGateway:
         if isinstance(answer, OrderResult):
             return _match_request(answer, request)
         assert isinstance(answer, _Answer)
-        return parse_order_answer(answer.data, request, replayed=answer.status == 200)
+        return parse_order_answer(answer.data, request, replayed=self._is_replay(answer))
 
     async def place_orders(self, requests: Sequence[OrderRequest]) -> list[OrderResult]:
         """Places many orders through `POST /v1/orders/batch`, `batch_size` per call.
@@ -960,7 +966,7 @@ class RestWsGateway:
 
         answer = await self._execute(
             "POST",
-            f"/v1/positions/{position_id}/close",
+            f"/v1/positions/{_segment(position_id)}/close",
             body=body,
             safety=_Safety.KEYED,
             recover=recover,
@@ -972,7 +978,7 @@ class RestWsGateway:
             answer.data,
             position_id=position_id,
             client_order_id=client_order_id,
-            replayed=answer.status == 200 and self.dedupes_client_order_ids,
+            replayed=self._is_replay(answer),
         )
 
     async def _lookup_close(
@@ -1018,14 +1024,14 @@ class RestWsGateway:
             if value is not None and not isinstance(value, Decimal):
                 raise TypeError(f"{key} must be a Decimal, None or UNCHANGED")
             body[key] = value
-        answer = await self._execute("PATCH", f"/v1/positions/{position_id}", body=body)
+        answer = await self._execute("PATCH", f"/v1/positions/{_segment(position_id)}", body=body)
         assert isinstance(answer, _Answer)
         return parse_position(answer.data)
 
     async def cancel_order(self, *, account: int, order_id: str) -> None:
         """Cancels a working pending order."""
         await self._execute(
-            "DELETE", f"/v1/orders/{order_id}", params={"account": str(int(account))}
+            "DELETE", f"/v1/orders/{_segment(order_id)}", params={"account": str(int(account))}
         )
 
     # -- accounts -----------------------------------------------------------
@@ -1083,7 +1089,7 @@ class RestWsGateway:
             balance=to_decimal(data["balance"]),
             deal_id=to_id(data["deal_id"]),
             ts=ms_to_datetime(data["ts"]),
-            replayed=answer.status == 200,
+            replayed=self._is_replay(answer),
         )
 
     # -- stream -------------------------------------------------------------
@@ -1267,6 +1273,11 @@ _STREAM_HANDSHAKE_REASONS = {
     429: GatewayReason.RATE_LIMITED,
 }
 _RETRYABLE_BATCH_REASONS = frozenset({GatewayReason.TIMEOUT, GatewayReason.UNAVAILABLE})
+
+
+def _segment(value: object) -> str:
+    # Ids and symbols go into the path; nothing in them may change the path.
+    return quote(str(value), safe="")
 
 
 def _ws_url_for(base_url: str) -> str:
