@@ -3,7 +3,8 @@
 Run it with ``python manage.py runvenue`` or, without Django,
 ``python -m brokers.paper`` (same options). ``engine`` holds the state and the
 trading rules (pure, no sockets), ``server`` the aiohttp REST and WebSocket face,
-``testing`` a launcher (``running_venue``) and small clients for other suites.
+``testing`` a launcher (``running_venue``), a small REST client (``VenueClient``)
+and a stream recorder (``StreamRecorder``) for other suites.
 
 Decisions where the spec is silent
 ==================================
@@ -22,8 +23,8 @@ Wire format
   silently disable a test).
 - ``ts`` is the venue clock in milliseconds since the epoch, rounded to 0.1 ms,
   never going backwards.
-- Every error message starts with the field it is about (``"volume: ..."``,
-  ``"body: ..."``).
+- An error about a field has a message that starts with that field
+  (``"volume: ..."``, ``"body: ..."``, ``"accounts: ..."``).
 - Unknown routes answer 404 ``NOT_FOUND``, a wrong method 405
   ``METHOD_NOT_ALLOWED`` (the spec names no code for these). The API key is checked
   first, so without it every route, known or not, answers 401.
