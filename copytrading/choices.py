@@ -55,3 +55,52 @@ class MasterEventFanoutState(models.TextChoices):
     PENDING = "pending", "Pending"
     STARTED = "started", "Fan-out started"
     DONE = "done", "Fan-out done"
+
+
+class CopyInstructionAction(models.TextChoices):
+    OPEN = "open", "Open"
+    CLOSE = "close", "Close"
+    PARTIAL_CLOSE = "partial_close", "Partial close"
+    MODIFY_SLTP = "modify_sltp", "Modify SL/TP"
+    PLACE_PENDING = "place_pending", "Place pending order"
+    CANCEL_PENDING = "cancel_pending", "Cancel pending order"
+    SKIP = "skip", "Skip"
+
+
+class CopyInstructionStatus(models.TextChoices):
+    SKIPPED = "skipped", "Skipped"
+    WAITING = "waiting", "Waiting for the open it follows"
+    READY = "ready", "Ready to send"
+    IN_FLIGHT = "in_flight", "In flight"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class CopyInstructionOrigin(models.TextChoices):
+    EVENT = "event", "Master event"
+    REPAIR = "repair", "Reconciliation repair"
+
+
+class FollowerOrderStatus(models.TextChoices):
+    CREATED = "created", "Created"
+    SENT = "sent", "Sent"
+    FILLED = "filled", "Filled"
+    PARTIALLY_FILLED = "partially_filled", "Partially filled"
+    PLACED = "placed", "Placed (pending)"
+    REJECTED = "rejected", "Rejected"
+    FAILED = "failed", "Failed"
+
+
+class TradeLinkStatus(models.TextChoices):
+    OPENING = "opening", "Opening"
+    PENDING = "pending", "Pending order resting"
+    OPEN = "open", "Open"
+    CLOSED = "closed", "Closed"
+    FAILED = "failed", "Failed"
+    SKIPPED = "skipped", "Skipped"
+
+
+class SubscriptionSyncStatus(models.TextChoices):
+    IN_SYNC = "in_sync", "In sync"
+    DRIFTING = "drifting", "Drifting"
+    OUT_OF_SYNC = "out_of_sync", "Out of sync"

@@ -7,14 +7,20 @@ from simple_history.models import HistoricalRecords
 from config.fields import money_field, price_field, volume_field
 
 from .choices import (
+    CopyInstructionAction,
+    CopyInstructionOrigin,
+    CopyInstructionStatus,
     CopyMasterAllowedFollowerModes,
     CopyMasterVisibility,
     CopySubscriptionCopyMode,
     CopySubscriptionStatus,
     CopySubscriptionSymbolsMode,
     CopySubscriptionVolumeMode,
+    FollowerOrderStatus,
     MasterEventFanoutState,
     MasterEventType,
+    SubscriptionSyncStatus,
+    TradeLinkStatus,
 )
 
 
@@ -162,11 +168,19 @@ class CopySubscription(models.Model):
         choices=CopySubscriptionSymbolsMode.choices, default=CopySubscriptionSymbolsMode.ALL
     )
     symbols = models.CharField(max_length=2000, blank=True)
+    sync_status = models.CharField(
+        max_length=12,
+        choices=SubscriptionSyncStatus.choices,
+        default=SubscriptionSyncStatus.IN_SYNC,
+    )
+    drift = volume_field(help_text="Lots the follower holds beyond (or short of) its links.")
+    synced_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     deleted_at = models.DateTimeField(null=True, blank=True, editable=False)
 
-    history = HistoricalRecords()
+    # Reconciliation rewrites these every few seconds: readings, not configuration.
+    history = HistoricalRecords(excluded_fields=["sync_status", "drift", "synced_at"])
     all_objects = models.Manager()
     objects = LiveManager()
 
@@ -280,3 +294,206 @@ class MasterEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_type} #{self.venue_event_id} on {self.account_id}"
+
+
+class TradeLink(models.Model):
+    """Master position (or pending order) <-> the follower's copy of it, per subscription.
+
+    Guards: one link per (subscription, master position) and per (subscription, master
+    order), so a redelivered open can never make a second copy; closes and changes of the
+    master position find the follower position through it. Status `opening` holds
+    closes and changes back until the open's fill is known.
+    """
+
+    subscription = models.ForeignKey(
+        CopySubscription, on_delete=models.PROTECT, related_name="trade_links"
+    )
+    master_account = models.ForeignKey(
+        "accounts.TradingAccount", on_delete=models.PROTECT, related_name="+"
+    )
+    follower_account = models.ForeignKey(
+        "accounts.TradingAccount", on_delete=models.PROTECT, related_name="+"
+    )
+    master_position_id = models.CharField(max_length=64, blank=True)
+    master_order_id = models.CharField(max_length=64, blank=True)
+    follower_position_id = models.CharField(max_length=64, blank=True)
+    follower_order_id = models.CharField(max_length=64, blank=True)
+    symbol = models.CharField(max_length=32)
+    follower_symbol = models.CharField(max_length=32)
+    side = models.CharField(max_length=4, help_text="The follower's side.")
+    master_volume = volume_field()
+    follower_volume = volume_field(help_text="Open volume of the follower position.")
+    open_price = price_field(null=True, blank=True)
+    close_price = price_field(null=True, blank=True)
+    sl = price_field(null=True, blank=True)
+    tp = price_field(null=True, blank=True)
+    status = models.CharField(
+        max_length=8, choices=TradeLinkStatus.choices, default=TradeLinkStatus.OPENING
+    )
+    reason = models.CharField(max_length=200, blank=True)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    profit = money_field()
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subscription", "master_position_id"],
+                condition=~Q(master_position_id=""),
+                name="tradelink_one_per_master_position",
+            ),
+            models.UniqueConstraint(
+                fields=["subscription", "master_order_id"],
+                condition=~Q(master_order_id=""),
+                name="tradelink_one_per_master_order",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["follower_account", "status"], name="tradelink_follower_status"),
+            models.Index(fields=["master_account", "status"], name="tradelink_master_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Link {self.id}: {self.master_position_id or self.master_order_id}"
+
+
+class CopyInstruction(models.Model):
+    """What to do for one (master event, subscription), decided once, with why.
+
+    Guards: unique per (master event, subscription), so re-running a fan-out changes
+    nothing; the client order id is derived from that pair, so a retry after a timeout
+    reaches the same venue order and can never open a second position. The inputs and
+    the rule version are stored, so the decision can be replayed.
+    """
+
+    origin = models.CharField(
+        max_length=8, choices=CopyInstructionOrigin.choices, default=CopyInstructionOrigin.EVENT
+    )
+    master_event = models.ForeignKey(
+        MasterEvent, on_delete=models.PROTECT, null=True, blank=True, related_name="instructions"
+    )
+    subscription = models.ForeignKey(
+        CopySubscription, on_delete=models.PROTECT, related_name="instructions"
+    )
+    follower_account = models.ForeignKey(
+        "accounts.TradingAccount", on_delete=models.PROTECT, related_name="+"
+    )
+    trade_link = models.ForeignKey(
+        TradeLink, on_delete=models.PROTECT, null=True, blank=True, related_name="instructions"
+    )
+    action = models.CharField(max_length=16, choices=CopyInstructionAction.choices)
+    status = models.CharField(max_length=10, choices=CopyInstructionStatus.choices)
+    reason = models.CharField(max_length=40, blank=True)
+    detail = models.CharField(max_length=500, blank=True)
+    rule_version = models.CharField(max_length=16)
+    inputs = models.JSONField(default=dict)
+    decision = models.JSONField(default=dict)
+    client_order_id = models.CharField(max_length=64, unique=True)
+    follower_symbol = models.CharField(max_length=32, blank=True)
+    side = models.CharField(max_length=4, blank=True)
+    volume = volume_field(null=True, blank=True, default=None)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["master_event", "subscription"],
+                condition=Q(master_event__isnull=False),
+                name="copyinstruction_once_per_event_and_subscription",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["status", "claimed_at"],
+                condition=Q(status__in=["ready", "in_flight", "waiting"]),
+                name="copyinstruction_open_work",
+            ),
+            models.Index(fields=["subscription", "status"], name="copyinstruction_sub_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.client_order_id}"
+
+
+class FollowerOrder(models.Model):
+    """The order sent to the follower's venue for one instruction.
+
+    Guards: one per instruction (one-to-one) and unique client order id: the only
+    order the back office ever sends for that (master event, subscription). Every
+    state change is kept in FollowerOrderTransition with the venue's time.
+    """
+
+    instruction = models.OneToOneField(
+        CopyInstruction, on_delete=models.PROTECT, related_name="order"
+    )
+    broker_server = models.ForeignKey("brokers.BrokerServer", on_delete=models.PROTECT)
+    account = models.ForeignKey(
+        "accounts.TradingAccount", on_delete=models.PROTECT, related_name="+"
+    )
+    client_order_id = models.CharField(max_length=64, unique=True)
+    action = models.CharField(max_length=16, choices=CopyInstructionAction.choices)
+    symbol = models.CharField(max_length=32)
+    side = models.CharField(max_length=4, blank=True)
+    order_type = models.CharField(max_length=8, blank=True)
+    requested_volume = volume_field(null=True, blank=True, default=None)
+    filled_volume = volume_field()
+    price = price_field(null=True, blank=True)
+    venue_order_id = models.CharField(max_length=64, blank=True)
+    venue_position_id = models.CharField(max_length=64, blank=True)
+    status = models.CharField(
+        max_length=16, choices=FollowerOrderStatus.choices, default=FollowerOrderStatus.CREATED
+    )
+    reason = models.CharField(max_length=40, blank=True)
+    message = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    venue_ts = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["account", "status"], name="followerorder_account")]
+
+    def __str__(self) -> str:
+        return self.client_order_id
+
+
+class FollowerOrderTransition(models.Model):
+    """One state change of a follower order, with our time and the venue's."""
+
+    order = models.ForeignKey(FollowerOrder, on_delete=models.CASCADE, related_name="transitions")
+    status = models.CharField(max_length=16, choices=FollowerOrderStatus.choices)
+    at = models.DateTimeField()
+    venue_ts = models.DateTimeField(null=True, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.status} at {self.at:%H:%M:%S.%f}"
+
+
+class Fill(models.Model):
+    """Volume executed for a follower order, at a price and a venue time."""
+
+    order = models.ForeignKey(FollowerOrder, on_delete=models.PROTECT, related_name="fills")
+    volume = volume_field()
+    price = price_field(null=True, blank=True)
+    profit = money_field(null=True, blank=True, default=None)
+    venue_position_id = models.CharField(max_length=64, blank=True)
+    venue_ts = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.volume} @ {self.price}"
