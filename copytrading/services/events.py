@@ -6,7 +6,6 @@ seconds (a process that died between commit and enqueue), so no committed event 
 ever left uncopied.
 """
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,6 +25,7 @@ from brokers.gateways.types import (
     StreamEvent,
 )
 from brokers.models import ListenerShard
+from config.bulk import insert_rows
 
 from ..choices import MasterEventFanoutState, MasterEventType
 from ..models import MasterEvent
@@ -103,55 +103,36 @@ def _event_fields(event: StreamEvent) -> dict[str, Any]:
     return fields
 
 
-# The hot path of the listener: one INSERT ... SELECT FROM unnest(arrays) with server-side
-# parameter binding costs about a tenth of Django's bulk_create for the same rows, which
-# quotes every value in Python. The raw payloads travel as one JSON array (an array of
-# jsonb would be escaped element by element, three times slower). Columns and types
-# follow MasterEvent.
-_INSERT_COLUMNS = (
-    ("broker_server_id", "bigint"),
-    ("account_id", "bigint"),
-    ("venue_event_id", "text"),
-    ("venue_seq", "bigint"),
-    ("event_type", "text"),
-    ("synthetic", "boolean"),
-    ("master_position_id", "text"),
-    ("master_order_id", "text"),
-    ("symbol", "text"),
-    ("side", "text"),
-    ("order_type", "text"),
-    ("volume", "numeric"),
-    ("remaining_volume", "numeric"),
-    ("price", "numeric"),
-    ("sl", "numeric"),
-    ("tp", "numeric"),
-    ("profit", "numeric"),
-    ("close_reason", "text"),
-    ("venue_ts", "timestamptz"),
-    ("received_at", "timestamptz"),
-    ("stored_at", "timestamptz"),
-    ("fanout_state", "text"),
-)
-_NAMES = [c for c, _ in _INSERT_COLUMNS]
-# Names and types are the constants above; every value is a bound parameter.
-_INSERT_SQL = (
-    f"INSERT INTO {MasterEvent._meta.db_table} ({', '.join(_NAMES)}, raw) "  # noqa: S608
-    f"SELECT {', '.join('u.' + c for c in _NAMES)}, j.raw "
-    f"FROM unnest({', '.join(f'%s::{t}[]' for _, t in _INSERT_COLUMNS)}) "
-    f"WITH ORDINALITY AS u({', '.join(_NAMES)}, n) "
-    "JOIN jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS j(raw, n) USING (n) "
-    "ON CONFLICT DO NOTHING RETURNING id"
+_COLUMNS = (
+    "broker_server",
+    "account",
+    "venue_event_id",
+    "venue_seq",
+    "event_type",
+    "synthetic",
+    "master_position_id",
+    "master_order_id",
+    "symbol",
+    "side",
+    "order_type",
+    "volume",
+    "remaining_volume",
+    "price",
+    "sl",
+    "tp",
+    "profit",
+    "close_reason",
+    "venue_ts",
+    "received_at",
+    "stored_at",
+    "fanout_state",
+    "raw",
 )
 
 
 def _store(rows: list[dict[str, Any]]) -> list[int]:
-    """Inserts rows (dicts of MasterEvent columns), skipping those stored before (the
-    unique constraint); returns the ids of the rows this call inserted, in id order.
-
-    Must run inside a transaction (the caller's), on Django's connection.
-    """
-    if not rows:
-        return []
+    """Inserts rows of MasterEvent columns, skipping those stored before (the unique
+    constraint); returns the ids this call inserted. Runs in the caller's transaction."""
     stored_at = timezone.now()
     defaults = {
         "venue_seq": None,
@@ -171,13 +152,8 @@ def _store(rows: list[dict[str, Any]]) -> list[int]:
         "stored_at": stored_at,
         "fanout_state": MasterEventFanoutState.PENDING.value,
     }
-    columns: list[Any] = [[r.get(name, defaults.get(name)) for r in rows] for name in _NAMES]
-    columns.append(json.dumps([r["raw"] for r in rows], default=str))
-    connection.ensure_connection()
-    # A plain psycopg cursor binds parameters on the server (Django's binds client-side).
-    with connection.connection.cursor() as cursor:
-        cursor.execute(_INSERT_SQL, columns)
-        return sorted(row[0] for row in cursor.fetchall())
+    full = [{**defaults, **row} for row in rows]
+    return insert_rows(MasterEvent, full, columns=_COLUMNS)
 
 
 def master_events_record(
