@@ -59,3 +59,27 @@ def sweep_master_events() -> None:
     from .services.events import master_events_sweep
 
     master_events_sweep()
+
+
+@shared_task(name="copytrading.execute_instructions", ignore_result=True)
+def execute_instructions(server_id: int, instruction_ids: list[int]) -> None:
+    """Sends a batch of ready instructions of one follower server (idempotent: claims first)."""
+    from .services.execution import instructions_execute
+
+    instructions_execute(server_id=server_id, instruction_ids=instruction_ids)
+
+
+@shared_task(name="copytrading.recover_instructions", ignore_result=True)
+def recover_instructions() -> None:
+    """Queues again instructions stuck in flight or whose task was lost."""
+    from .services.execution import instructions_recover
+
+    instructions_recover()
+
+
+@shared_task(name="copytrading.push_positions", ignore_result=True, acks_late=False)
+def push_positions(link_ids: list[int]) -> None:
+    """Pushes trade link changes to the live pages (best effort: pages resync on reconnect)."""
+    from .services.live import positions_push
+
+    positions_push(link_ids=link_ids)

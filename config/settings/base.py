@@ -165,6 +165,7 @@ CELERY_BEAT_SCHEDULE = {
     "supervise-listeners": {"task": "copytrading.supervise_listeners", "schedule": 5.0},
     "sweep-master-events": {"task": "copytrading.sweep_master_events", "schedule": 5.0},
     "sync-accounts": {"task": "brokers.sync_accounts", "schedule": 60.0},
+    "recover-instructions": {"task": "copytrading.recover_instructions", "schedule": 5.0},
 }
 
 # Listeners: shards per broker server, and how long one listener task runs before it

@@ -1,43 +1,457 @@
 """Fan-out: from a stored master event to one copy instruction per subscription.
 
-A fan-out task first claims its events (pending -> started) with a conditional
-update, so two tasks given the same event (a sweeper's re-enqueue, a redelivery)
-do the work once; instructions are unique per (event, subscription) besides.
+DESIGN.md step 3. For each event, every live subscription of the master gets one
+`CopyInstruction` decided by the pure `copytrading.decision.decide` from stored inputs.
+
+Guards:
+- Once per (event, subscription): the instruction's unique constraint, inserted with
+  ON CONFLICT DO NOTHING; a redelivered or re-run fan-out changes nothing.
+- In order per master: events of one master account are fanned out under that
+  account's advisory lock, and a task given event N first handles every earlier event
+  of the account that is still pending. So a close is never decided before the open
+  it closes, whatever order the tasks run in.
+- One transaction per master account and batch: the instructions, the new trade
+  links and the event's `done` state commit together, or none of them does.
 """
 
-from django.db import transaction
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import Count, Max
 from django.utils import timezone
 
-from ..choices import MasterEventFanoutState
-from ..models import MasterEvent
+from accounts.models import TradingAccount
+from brokers.models import Symbol, SymbolMap
+from config.bulk import insert_rows
+
+from .. import decision as d
+from ..choices import (
+    CopyInstructionAction,
+    CopyInstructionStatus,
+    MasterEventFanoutState,
+    MasterEventType,
+    TradeLinkStatus,
+)
+from ..models import CopyInstruction, CopySubscription, MasterEvent, TradeLink
+
+_FANOUT_LOCK_SPACE = 0x5C0B  # first key of the two-key advisory lock: "fan-out of account"
+_CACHE_SECONDS = 10.0
+OPENING_ACTIONS = {CopyInstructionAction.OPEN, CopyInstructionAction.PLACE_PENDING}
 
 
-def master_events_claim(*, event_ids: list[int]) -> list[int]:
-    """Moves pending events to started; returns the ids this call claimed (in id order).
-
-    Events already started by a task that then died stay `started`; the engine's own
-    sweeper (fanout_recover) finishes them, since decisions are idempotent.
-    """
-    with transaction.atomic():
-        claimed = list(
-            MasterEvent.objects.select_for_update(skip_locked=True)
-            .filter(id__in=event_ids, fanout_state=MasterEventFanoutState.PENDING)
-            .order_by("id")
-            .values_list("id", flat=True)
-        )
-        MasterEvent.objects.filter(id__in=claimed).update(
-            fanout_state=MasterEventFanoutState.STARTED, fanout_started_at=timezone.now()
-        )
-    return claimed
+def client_order_id_for(*, event_id: int, subscription_id: int) -> str:
+    """The venue idempotency key of the order for (event, subscription): derived, never random."""
+    return f"ct{event_id}s{subscription_id}"
 
 
-def fanout_events(*, event_ids: list[int]) -> int:
-    """Fans out each claimed event; returns how many events this call handled."""
-    claimed = master_events_claim(event_ids=event_ids)
-    if not claimed:
-        return 0
-    # The copy engine (decide, execute) plugs in here.
-    MasterEvent.objects.filter(id__in=claimed).update(
-        fanout_state=MasterEventFanoutState.DONE, fanout_done_at=timezone.now()
+# -- reference data, cached briefly per process (symbol specs and maps change rarely;
+# a staff override takes effect within _CACHE_SECONDS) --------------------------------
+
+_cache: dict[Any, tuple[float, Any]] = {}
+
+
+def _cached(key: Any, load: Any) -> Any:
+    now = time.monotonic()
+    hit = _cache.get(key)
+    if hit is not None and now - hit[0] < _CACHE_SECONDS:
+        return hit[1]
+    value = load()
+    _cache[key] = (now, value)
+    return value
+
+
+def clear_reference_cache() -> None:
+    """Forgets cached symbol specs and maps (tests, and after a symbol sync)."""
+    _cache.clear()
+
+
+def _symbol_index(server_id: int) -> dict[str, d.SymbolSpec]:
+    def load() -> dict[str, d.SymbolSpec]:
+        return {
+            s.name.upper(): d.SymbolSpec.from_model(s)
+            for s in Symbol.objects.filter(broker_server_id=server_id)
+        }
+
+    return _cached(("symbols", server_id), load)
+
+
+def _server_maps(server_id: int, source_server_id: int) -> dict[str, str]:
+    """Server-wide maps for masters on `source_server_id`: specific rows over general ones."""
+
+    def load() -> dict[str, str]:
+        rows = SymbolMap.objects.filter(
+            broker_server_id=server_id, account__isnull=True
+        ).values_list("source_server_id", "master_symbol", "follower_symbol")
+        general = {m.upper(): f for s, m, f in rows if s is None}
+        specific = {m.upper(): f for s, m, f in rows if s == source_server_id}
+        return {**general, **specific}
+
+    return _cached(("maps", server_id, source_server_id), load)
+
+
+def _account_maps(account_ids: list[int], source_server_id: int) -> dict[int, dict[str, str]]:
+    maps: dict[int, dict[str, dict[str, str]]] = defaultdict(lambda: {"g": {}, "s": {}})
+    rows = SymbolMap.objects.filter(account_id__in=account_ids).values_list(
+        "account_id", "source_server_id", "master_symbol", "follower_symbol"
     )
-    return len(claimed)
+    for account_id, source, master, follower in rows:
+        if source is None:
+            maps[account_id]["g"][master.upper()] = follower
+        elif source == source_server_id:
+            maps[account_id]["s"][master.upper()] = follower
+    return {a: {**m["g"], **m["s"]} for a, m in maps.items()}
+
+
+# -- building decision inputs -------------------------------------------------------
+
+
+def _decimal_or_none(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(value)
+
+
+def _pending_origin(event: MasterEvent) -> str | None:
+    """The master order whose fill opened this position, found by client order id."""
+    position = event.raw.get("data") if isinstance(event.raw, dict) else None
+    coid = position.get("client_order_id") if isinstance(position, dict) else None
+    if not coid:
+        return None
+    placed = (
+        MasterEvent.objects.filter(
+            account_id=event.account_id,
+            event_type=MasterEventType.ORDER_PLACED,
+            raw__data__client_order_id=coid,
+        )
+        .values_list("master_order_id", flat=True)
+        .first()
+    )
+    return placed or None
+
+
+def decision_event(event: MasterEvent) -> d.MasterEvent:
+    """The stored event as the decision function reads it."""
+    kind = d.EventKind(event.event_type)
+    closing = kind is d.EventKind.POSITION_CLOSED
+    return d.MasterEvent(
+        kind=kind,
+        symbol=event.symbol,
+        side=d.Side(event.side or "buy"),
+        volume=event.volume or Decimal(0),
+        position_id=event.master_position_id or None,
+        order_id=event.master_order_id or None,
+        order_type=d.OrderType(event.order_type or "market"),
+        price=event.price,
+        sl=event.sl,
+        tp=event.tp,
+        closed_volume=event.volume if closing else None,
+        remaining_volume=event.remaining_volume if closing else None,
+        from_order_id=_pending_origin(event) if kind is d.EventKind.POSITION_OPENED else None,
+        existing=bool(event.synthetic and event.raw.get("existing")),
+    )
+
+
+def link_state(link: TradeLink | None) -> d.LinkState | None:
+    """The follower side of a link as the decision function reads it."""
+    if link is None:
+        return None
+    return d.LinkState(
+        status=d.LinkStatus(link.status if link.status != TradeLinkStatus.SKIPPED else "failed"),
+        follower_symbol=link.follower_symbol,
+        follower_side=d.Side(link.side),
+        follower_volume=link.follower_volume,
+        follower_position_ids=(link.follower_position_id,) if link.follower_position_id else (),
+        follower_order_id=link.follower_order_id or None,
+        follower_sl=link.sl,
+        follower_tp=link.tp,
+    )
+
+
+def _links_for(event: d.MasterEvent, sub_ids: list[int]) -> dict[int, TradeLink]:
+    if event.kind in (
+        d.EventKind.ORDER_PLACED,
+        d.EventKind.ORDER_CANCELLED,
+        d.EventKind.ORDER_FILLED,
+    ):
+        key = {"master_order_id": event.order_id or ""}
+    elif event.kind is d.EventKind.POSITION_OPENED and event.from_order_id:
+        key = {"master_order_id": event.from_order_id}
+    else:
+        key = {"master_position_id": event.position_id or ""}
+    if not next(iter(key.values())):
+        return {}
+    links = TradeLink.objects.filter(subscription_id__in=sub_ids, **key)
+    found = {link.subscription_id: link for link in links}
+    if event.kind is d.EventKind.POSITION_OPENED and event.from_order_id:
+        # A position from a master pending order: the follower side is the order's link,
+        # unless the position itself was already linked (a redelivery).
+        by_position = TradeLink.objects.filter(
+            subscription_id__in=sub_ids, master_position_id=event.position_id or ""
+        )
+        found.update({link.subscription_id: link for link in by_position})
+    return found
+
+
+def build_inputs(
+    event: MasterEvent, subscriptions: list[CopySubscription]
+) -> list[tuple[CopySubscription, d.DecisionInputs, TradeLink | None]]:
+    """The decision inputs of every (event, subscription), read in a fixed number of queries."""
+    master_account: TradingAccount = event.account
+    master_server = master_account.broker_server
+    devent = decision_event(event)
+    master_profile_enabled = (
+        all(s.master.enabled for s in subscriptions[:1]) if subscriptions else True
+    )
+    master = d.AccountSnapshot(
+        login=master_account.login,
+        currency=master_account.currency,
+        equity=master_account.equity or None,
+        profile_enabled=master_profile_enabled,
+    )
+    sub_ids = [s.id for s in subscriptions]
+    links = _links_for(devent, sub_ids)
+    open_counts = dict(
+        TradeLink.objects.filter(
+            subscription_id__in=sub_ids,
+            status__in=[TradeLinkStatus.OPENING, TradeLinkStatus.OPEN],
+        )
+        .values("subscription_id")
+        .annotate(n=Count("id"))
+        .values_list("subscription_id", "n")
+    )
+    account_maps = _account_maps([s.follower_account_id for s in subscriptions], master_server.id)
+    result = []
+    for sub in subscriptions:
+        follower_account = sub.follower_account
+        follower_server = follower_account.broker_server
+        server_maps = _server_maps(follower_server.id, master_server.id)
+        own_maps = account_maps.get(follower_account.id, {})
+        mapping = d.SymbolMapping(
+            master_suffix=master_server.symbol_suffix,
+            follower_suffix=follower_server.symbol_suffix,
+            account_maps=tuple(sorted(own_maps.items())),
+            server_maps=tuple(sorted(server_maps.items())),
+        )
+        link = links.get(sub.id)
+        state = link_state(link)
+        needed = d.follower_symbol_needed(devent, mapping, state)
+        spec = _symbol_index(follower_server.id).get(needed.upper())
+        inputs = d.DecisionInputs(
+            event=devent,
+            subscription=d.SubscriptionSettings.from_model(sub),
+            follower=d.AccountSnapshot(
+                login=follower_account.login,
+                currency=follower_account.currency,
+                equity=follower_account.equity or None,
+                profile_enabled=sub.follower.enabled,
+            ),
+            master=master,
+            symbol_map=mapping,
+            follower_symbol=spec,
+            link=state,
+            open_copied_positions=open_counts.get(sub.id, 0),
+            fx_rate=Decimal(1) if follower_account.currency == master_account.currency else None,
+        )
+        result.append((sub, inputs, link))
+    return result
+
+
+# -- fan-out ------------------------------------------------------------------------
+
+
+def _instruction_status(decision: d.CopyDecision, link: TradeLink | None) -> str:
+    if decision.skipped:
+        return CopyInstructionStatus.SKIPPED
+    if (
+        decision.action not in (d.CopyAction.OPEN, d.CopyAction.PLACE_PENDING)
+        and link is not None
+        and link.status == TradeLinkStatus.OPENING
+    ):
+        return CopyInstructionStatus.WAITING  # never overtakes the open in flight
+    return CopyInstructionStatus.READY
+
+
+_LINK_COLUMNS = (
+    "subscription",
+    "master_account",
+    "follower_account",
+    "master_position_id",
+    "master_order_id",
+    "follower_position_id",
+    "follower_order_id",
+    "symbol",
+    "follower_symbol",
+    "side",
+    "master_volume",
+    "follower_volume",
+    "open_price",
+    "close_price",
+    "sl",
+    "tp",
+    "status",
+    "reason",
+    "profit",
+    "created_at",
+    "updated_at",
+)
+_INSTRUCTION_COLUMNS = (
+    "origin",
+    "master_event",
+    "subscription",
+    "follower_account",
+    "trade_link",
+    "action",
+    "status",
+    "reason",
+    "detail",
+    "rule_version",
+    "client_order_id",
+    "follower_symbol",
+    "side",
+    "volume",
+    "attempts",
+    "created_at",
+    "inputs",
+    "decision",
+)
+
+
+def _fanout_event(event: MasterEvent) -> dict[int, list[int]]:
+    """Decides and stores one event's instructions; returns ready ids by follower server."""
+    subscriptions = list(
+        CopySubscription.objects.filter(master_account_id=event.account_id)
+        .select_related("master", "follower", "follower_account__broker_server")
+        .order_by("id")
+    )
+    if not subscriptions:
+        return {}
+    now = timezone.now()
+    decided = []
+    new_links = []
+    for sub, inputs, link in build_inputs(event, subscriptions):
+        decision = d.decide(inputs)
+        decided.append((sub, inputs, link, decision))
+        if decision.action in (d.CopyAction.OPEN, d.CopyAction.PLACE_PENDING) and link is None:
+            is_order = decision.action is d.CopyAction.PLACE_PENDING
+            new_links.append(
+                {
+                    "subscription_id": sub.id,
+                    "master_account_id": event.account_id,
+                    "follower_account_id": sub.follower_account_id,
+                    "master_position_id": "" if is_order else event.master_position_id,
+                    "master_order_id": event.master_order_id if is_order else "",
+                    "follower_position_id": "",
+                    "follower_order_id": "",
+                    "symbol": event.symbol,
+                    "follower_symbol": decision.follower_symbol or "",
+                    "side": str(decision.side),
+                    "master_volume": event.volume or Decimal(0),
+                    "follower_volume": decision.volume or Decimal(0),
+                    "open_price": None,
+                    "close_price": None,
+                    "sl": decision.sl,
+                    "tp": decision.tp,
+                    "status": TradeLinkStatus.OPENING,
+                    "reason": "",
+                    "profit": Decimal(0),
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+    link_ids: dict[int, int] = {}
+    if new_links:
+        insert_rows(TradeLink, new_links, columns=_LINK_COLUMNS)
+        key = "master_order_id" if new_links[0]["master_order_id"] else "master_position_id"
+        link_ids = dict(
+            TradeLink.objects.filter(
+                subscription_id__in=[r["subscription_id"] for r in new_links],
+                **{key: new_links[0][key]},
+            ).values_list("subscription_id", "id")
+        )
+    rows = []
+    for sub, inputs, link, decision in decided:
+        status = _instruction_status(decision, link)
+        link_id = link.id if link is not None else link_ids.get(sub.id)
+        rows.append(
+            {
+                "origin": "event",
+                "master_event_id": event.id,
+                "subscription_id": sub.id,
+                "follower_account_id": sub.follower_account_id,
+                "trade_link_id": link_id,
+                "action": str(decision.action),
+                "status": status,
+                "reason": str(decision.reason) if decision.reason else "",
+                "detail": decision.detail[:500],
+                "rule_version": decision.rule_version,
+                "client_order_id": client_order_id_for(event_id=event.id, subscription_id=sub.id),
+                "follower_symbol": decision.follower_symbol or "",
+                "side": str(decision.side) if decision.side else "",
+                "volume": decision.volume,
+                "attempts": 0,
+                "created_at": now,
+                "inputs": inputs.to_dict(),
+                "decision": decision.to_dict(),
+            }
+        )
+    inserted = insert_rows(CopyInstruction, rows, columns=_INSTRUCTION_COLUMNS)
+    ready: dict[int, list[int]] = defaultdict(list)
+    if inserted:
+        for inst_id, server_id in CopyInstruction.objects.filter(
+            id__in=inserted, status=CopyInstructionStatus.READY
+        ).values_list("id", "follower_account__broker_server_id"):
+            ready[server_id].append(inst_id)
+    return ready
+
+
+def enqueue_execution(ready: dict[int, list[int]], *, chunk: int = 500) -> None:
+    """Queues execution of ready instructions, one task per follower server and chunk."""
+    from ..tasks import execute_instructions
+
+    for server_id, ids in ready.items():
+        for start in range(0, len(ids), chunk):
+            execute_instructions.delay(server_id, ids[start : start + chunk])
+
+
+def fanout_events(*, event_ids: Iterable[int]) -> int:
+    """Fans out the given events (and any earlier pending event of the same masters), in
+    order per master; returns how many events this call handled."""
+    handled = 0
+    targets = dict(
+        MasterEvent.objects.filter(id__in=list(event_ids))
+        .exclude(fanout_state=MasterEventFanoutState.DONE)
+        .values_list("account_id")
+        .annotate(last=Max("id"))
+        .values_list("account_id", "last")
+    )
+    for account_id, last_id in sorted(targets.items()):
+        handled += _fanout_account(account_id, last_id)
+    return handled
+
+
+def _fanout_account(account_id: int, last_id: int) -> int:
+    ready: dict[int, list[int]] = defaultdict(list)
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_FANOUT_LOCK_SPACE, account_id])
+        events = list(
+            MasterEvent.objects.filter(account_id=account_id, id__lte=last_id)
+            .exclude(fanout_state=MasterEventFanoutState.DONE)
+            .select_related("account__broker_server")
+            .order_by("id")
+        )
+        for event in events:
+            for server_id, ids in _fanout_event(event).items():
+                ready[server_id].extend(ids)
+        MasterEvent.objects.filter(id__in=[e.id for e in events]).update(
+            fanout_state=MasterEventFanoutState.DONE,
+            fanout_started_at=timezone.now(),
+            fanout_done_at=timezone.now(),
+        )
+        if ready:
+            transaction.on_commit(lambda: enqueue_execution(ready))
+    return len(events)
