@@ -68,3 +68,104 @@ def test_paused_subscription_gets_no_new_open(world):
     assert inst.status == "skipped"
     assert inst.reason == "SUBSCRIPTION_PAUSED"
     assert world.positions(paused.follower_account.login) == []
+
+
+def test_partial_close_and_sltp_change_mirrored(world):
+    master = world.master(0)
+    sub = world.follower(master, 0, risk_multiplier="1")
+    world.start()
+    login = master.account.login
+    opened = world.order(login, volume=1, sl=1.05, tp=1.2)
+    world.wait_links(sub, "open")
+    follower_login = sub.follower_account.login
+    (pos,) = world.positions(follower_login)
+    assert (pos["sl"], pos["tp"]) == (1.05, 1.2)
+    status, _ = world.api().patch(
+        f"/v1/positions/{opened['position_id']}", {"account": login, "sl": 1.06, "tp": 1.15}
+    )
+    assert status == 200
+    wait_for(
+        lambda: (
+            (world.positions(follower_login)[0]["sl"], world.positions(follower_login)[0]["tp"])
+            == (1.06, 1.15)
+        ),
+        what="SL/TP copied",
+    )
+    world.close(login, opened["position_id"], volume=0.4)
+    wait_for(
+        lambda: Decimal(str(world.positions(follower_login)[0]["volume"])) == Decimal("0.6"),
+        what="the partial close copied",
+    )
+    world.close(login, opened["position_id"])
+    world.wait_links(sub, "closed")
+    assert world.positions(follower_login) == []
+
+
+def test_pending_order_placed_filled_and_cancelled(world):
+    master = world.master(0)
+    sub = world.follower(master, 0, copy_pending_orders=1)
+    world.start()
+    login, follower_login = master.account.login, sub.follower_account.login
+    # A buy limit below the market (ask 1.10010) rests at both venues.
+    order = world.order(login, type="limit", price=1.09, volume=1)
+    world.wait_links(sub, "pending")
+    status, follower_orders = world.api().get(f"/v1/accounts/{follower_login}/orders")
+    assert status == 200
+    assert len(follower_orders) == 1
+    assert follower_orders[0]["type"] == "limit"
+    # A second one is cancelled by the master: the copy is cancelled too.
+    second = world.order(login, type="limit", price=1.08, volume=1)
+    world.wait_links(sub, "pending", n=2)
+    assert world.api().delete(f"/v1/orders/{second['order_id']}?account={login}")[0] == 200
+    world.wait_links(sub, "closed")
+    status, follower_orders = world.api().get(f"/v1/accounts/{follower_login}/orders")
+    assert len(follower_orders) == 1
+    # The price reaches the first: both fill at their own venue; no second open is copied.
+    assert (
+        world.api().post("/v1/admin/prices", {"symbol": "EURUSD", "bid": 1.0889, "ask": 1.0890})[0]
+        == 200
+    )
+    wait_for(lambda: len(world.positions(follower_login)) == 1, what="the follower's copy filled")
+    wait_for(
+        lambda: CopyInstruction.objects.filter(
+            subscription=sub, master_event__event_type="position_opened"
+        ).exists(),
+        what="the fill's position_opened fanned out",
+    )
+    assert len(world.positions(login)) == 1
+    assert FollowerOrder.objects.filter(action="open").count() == 0
+    assert order["status"] == "placed"
+
+
+def test_master_close_while_copy_in_flight_waits_for_the_open(world):
+    master = world.master(0)
+    sub = world.follower(master, 0)
+    world.start()
+    # The follower venue answers slowly: the master's close arrives while the open is in flight.
+    assert world.api().post("/v1/admin/faults", {"latency_ms": 300, "seed": 3})[0] == 200
+    opened = world.order(master.account.login, volume=1)
+    world.close(master.account.login, opened["position_id"])
+    world.wait_links(sub, "closed", timeout=30)
+    assert world.api().post("/v1/admin/faults", {"latency_ms": 0, "seed": 3})[0] == 200
+    assert world.positions(sub.follower_account.login) == []
+    close = CopyInstruction.objects.get(subscription=sub, action="close")
+    open_ = CopyInstruction.objects.get(subscription=sub, action="open")
+    assert close.order.sent_at >= open_.order.completed_at  # never overtook the open
+
+
+def test_duplicate_master_events_copy_once(world):
+    from copytrading.models import MasterEvent
+    from copytrading.services.fanout import fanout_events
+
+    master = world.master(0)
+    sub = world.follower(master, 0)
+    world.start()
+    world.order(master.account.login, volume=1)
+    world.wait_links(sub, "open")
+    ids = list(MasterEvent.objects.values_list("id", flat=True))
+    MasterEvent.objects.update(fanout_state="pending")  # as if redelivered
+    fanout_events(event_ids=ids)
+    fanout_events(event_ids=ids)
+    assert CopyInstruction.objects.filter(subscription=sub).count() == 1
+    assert FollowerOrder.objects.count() == 1
+    assert len(world.positions(sub.follower_account.login)) == 1
