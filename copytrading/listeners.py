@@ -405,6 +405,10 @@ class ShardListener:
         positions = {login: await gateway.list_positions(login) for login in self.accounts}
         stored = await self._db(self._resync, positions)
         logger.info("listener %s resynchronised: %s synthetic events", self.shard.key, stored)
+        # What followers hold may have drifted too while the stream was away.
+        from .tasks import reconcile_followers
+
+        await self._db(reconcile_followers.delay)
         await self._db(self._move_to, reset_seq)
 
     def _move_to(self, seq: int) -> None:

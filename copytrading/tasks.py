@@ -83,3 +83,11 @@ def push_positions(link_ids: list[int]) -> None:
     from .services.live import positions_push
 
     positions_push(link_ids=link_ids)
+
+
+@shared_task(name="copytrading.reconcile_followers", ignore_result=True)
+def reconcile_followers(account_ids: list[int] | None = None) -> None:
+    """Compares follower positions at the venues with their trade links and repairs."""
+    from .services.reconcile import followers_reconcile
+
+    followers_reconcile(account_ids=account_ids)

@@ -169,3 +169,49 @@ def test_duplicate_master_events_copy_once(world):
     assert CopyInstruction.objects.filter(subscription=sub).count() == 1
     assert FollowerOrder.objects.count() == 1
     assert len(world.positions(sub.follower_account.login)) == 1
+
+
+def test_reconciliation_reopens_a_copy_closed_behind_its_back(world):
+    from copytrading.services.reconcile import followers_reconcile
+
+    master = world.master(0)
+    sub = world.follower(master, 0)
+    world.start()
+    world.order(master.account.login, volume=1)
+    world.wait_links(sub, "open")
+    follower_login = sub.follower_account.login
+    (pos,) = world.positions(follower_login)
+    world.close(follower_login, pos["position_id"])  # by hand, not by the back office
+    statuses = followers_reconcile()
+    assert statuses[sub.id][0] == "drifting"
+    assert statuses[sub.id][1] == Decimal("1")
+    repair = CopyInstruction.objects.get(subscription=sub, origin="repair")
+    assert (repair.action, repair.reason) == ("open", "REPAIR_REOPEN")
+    wait_for(lambda: len(world.positions(follower_login)) == 1, what="the reopened copy")
+    link = world.wait_links(sub, "open") and TradeLink.objects.get(subscription=sub)
+    assert link.follower_position_id == str(world.positions(follower_login)[0]["position_id"])
+    assert followers_reconcile()[sub.id] == ("in_sync", Decimal("0"))
+    followers_reconcile()
+    assert CopyInstruction.objects.filter(subscription=sub, origin="repair").count() == 1
+
+
+def test_reconciliation_closes_unmanaged_positions_of_copy_only_followers(world):
+    from copytrading.models import CopyFollower
+    from copytrading.services.reconcile import followers_reconcile
+
+    master = world.master(0)
+    copy_only = world.follower(master, 0)
+    manual = world.follower(master, 0)
+    CopyFollower.objects.filter(account=copy_only.follower_account).update(
+        manual_trading_mode=False
+    )
+    world.start()
+    world.order(copy_only.follower_account.login, volume=0.3)  # traded by hand
+    world.order(manual.follower_account.login, volume=0.2)
+    statuses = followers_reconcile()
+    assert statuses[copy_only.id] == ("drifting", Decimal("0.3"))
+    assert statuses[manual.id] == ("out_of_sync", Decimal("0.2"))  # flagged, left alone
+    wait_for(lambda: world.positions(copy_only.follower_account.login) == [], what="the close")
+    assert len(world.positions(manual.follower_account.login)) == 1
+    repair = CopyInstruction.objects.get(subscription=copy_only, origin="repair")
+    assert repair.reason == "REPAIR_CLOSE_UNMANAGED"

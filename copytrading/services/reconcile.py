@@ -1,0 +1,333 @@
+"""Reconciliation: the venue's follower positions against what the trade links say.
+
+DESIGN.md step 6. For each follower account, compares its open positions at the venue
+with its open links and the master positions behind them, stores each subscription's
+sync status and drift, and repairs by policy, each repair a `CopyInstruction` (origin
+`repair`) with its reason, executed like any other:
+
+- a follower position whose master position has closed: closed (REPAIR_CLOSE_ORPHAN);
+- a linked follower position closed behind the back office (its own stop, by hand, by
+  the broker) while the master position is still open: the link is closed and, when the
+  subscription may still open, the position is opened again (REPAIR_REOPEN);
+- a position the back office did not open: flagged as drift; closed when the follower
+  is copy-only (`manual_trading_mode` 0) (REPAIR_CLOSE_UNMANAGED).
+
+Guards: repair client order ids derive from the link (or the venue position) and the
+repair's count, so running reconciliation again while a repair is in flight sends
+nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import TradingAccount
+from brokers.gateways.errors import GatewayError
+from brokers.gateways.types import Position
+from brokers.models import BrokerServer
+from config.bulk import insert_rows
+
+from .. import decision as d
+from ..choices import (
+    CopyInstructionAction,
+    CopyInstructionStatus,
+    CopySubscriptionCopyMode,
+    CopySubscriptionStatus,
+    SubscriptionSyncStatus,
+    TradeLinkStatus,
+)
+from ..listeners import open_positions_from_events
+from ..models import CopyInstruction, CopySubscription, TradeLink
+
+REPAIR_RULE_VERSION = "repair-1"
+_OPEN_WORK = [
+    CopyInstructionStatus.READY,
+    CopyInstructionStatus.IN_FLIGHT,
+    CopyInstructionStatus.WAITING,
+]
+
+
+def _repair_row(
+    *,
+    sub: CopySubscription,
+    link: TradeLink | None,
+    action: str,
+    reason: str,
+    detail: str,
+    coid: str,
+    decision: d.CopyDecision,
+    now: Any,
+) -> dict[str, Any]:
+    return {
+        "origin": "repair",
+        "master_event_id": None,
+        "subscription_id": sub.id,
+        "follower_account_id": sub.follower_account_id,
+        "trade_link_id": link.id if link else None,
+        "action": action,
+        "status": CopyInstructionStatus.READY,
+        "reason": reason,
+        "detail": detail[:500],
+        "rule_version": REPAIR_RULE_VERSION,
+        "client_order_id": coid,
+        "follower_symbol": decision.follower_symbol or "",
+        "side": str(decision.side) if decision.side else "",
+        "volume": decision.volume,
+        "attempts": 0,
+        "created_at": now,
+        "inputs": {},
+        "decision": decision.to_dict(),
+    }
+
+
+def _may_open(sub: CopySubscription) -> bool:
+    return (
+        sub.enabled
+        and sub.status == CopySubscriptionStatus.ACTIVE
+        and sub.copy_mode == CopySubscriptionCopyMode.FULL
+        and sub.follower.enabled
+        and sub.master.enabled
+    )
+
+
+def reconcile_account(
+    *, account: TradingAccount, positions: list[Position]
+) -> tuple[dict[int, list[int]], dict[int, tuple[str, Decimal]]]:
+    """Compares one follower account with the venue; stores repairs and sync status.
+
+    Returns (ready repair ids by server, {subscription id: (sync status, drift)}).
+    """
+    now = timezone.now()
+    live = {p.position_id: p for p in positions}
+    subs = list(
+        CopySubscription.objects.filter(follower_account=account).select_related(
+            "follower", "master"
+        )
+    )
+    subs_by_id = {s.id: s for s in subs}
+    links = list(
+        TradeLink.objects.filter(
+            follower_account=account, status__in=[TradeLinkStatus.OPEN, TradeLinkStatus.OPENING]
+        )
+    )
+    busy = set(
+        CopyInstruction.objects.filter(follower_account=account, status__in=_OPEN_WORK).values_list(
+            "trade_link_id", flat=True
+        )
+    )
+    repairs_so_far = defaultdict(int)
+    for link_id in CopyInstruction.objects.filter(
+        follower_account=account, origin="repair"
+    ).values_list("trade_link_id", flat=True):
+        repairs_so_far[link_id] += 1
+    master_open: dict[int, dict[str, dict]] = {}
+    rows: list[dict[str, Any]] = []
+    closed_links: list[TradeLink] = []
+    drift: dict[int, Decimal] = defaultdict(Decimal)
+    trouble: set[int] = set()
+    linked_positions = {link.follower_position_id for link in links if link.follower_position_id}
+    for link in links:
+        if link.status != TradeLinkStatus.OPEN or link.id in busy:
+            continue  # an open or a close is under way: judge it when it has landed
+        sub = subs_by_id.get(link.subscription_id) or CopySubscription.all_objects.select_related(
+            "follower", "master"
+        ).get(pk=link.subscription_id)
+        if link.master_account_id not in master_open:
+            master_open[link.master_account_id] = open_positions_from_events(link.master_account_id)
+        master_still_open = link.master_position_id in master_open[link.master_account_id]
+        held = live.get(link.follower_position_id)
+        n = repairs_so_far[link.id]
+        if held is not None and not master_still_open:
+            decision = d.CopyDecision(
+                rule_version=REPAIR_RULE_VERSION,
+                action=d.CopyAction.CLOSE,
+                follower_symbol=link.follower_symbol,
+                side=d.Side(link.side),
+                volume=held.volume,
+                follower_position_ids=(link.follower_position_id,),
+            )
+            rows.append(
+                _repair_row(
+                    sub=sub,
+                    link=link,
+                    action=CopyInstructionAction.CLOSE,
+                    reason="REPAIR_CLOSE_ORPHAN",
+                    detail=f"master position {link.master_position_id} is closed; "
+                    f"follower still holds {held.volume} lots",
+                    coid=f"rp{link.id}n{n}",
+                    decision=decision,
+                    now=now,
+                )
+            )
+            drift[sub.id] += held.volume
+            trouble.add(sub.id)
+        elif held is None:
+            link.status = TradeLinkStatus.CLOSED
+            link.reason = "closed at the venue, not by the back office"
+            link.closed_at = now
+            link.updated_at = now
+            closed_links.append(link)
+            trouble.add(sub.id)
+            if master_still_open:
+                drift[sub.id] += link.follower_volume
+                if _may_open(sub):
+                    decision = d.CopyDecision(
+                        rule_version=REPAIR_RULE_VERSION,
+                        action=d.CopyAction.OPEN,
+                        follower_symbol=link.follower_symbol,
+                        side=d.Side(link.side),
+                        volume=link.follower_volume,
+                        order_type=d.OrderType.MARKET,
+                        sl=link.sl,
+                        tp=link.tp,
+                    )
+                    rows.append(
+                        _repair_row(
+                            sub=sub,
+                            link=link,
+                            action=CopyInstructionAction.OPEN,
+                            reason="REPAIR_REOPEN",
+                            detail=f"follower position {link.follower_position_id} was closed at "
+                            f"the venue while master position {link.master_position_id} is open",
+                            coid=f"rp{link.id}n{n}",
+                            decision=decision,
+                            now=now,
+                        )
+                    )
+        elif held.volume != link.follower_volume:
+            drift[sub.id] += abs(held.volume - link.follower_volume)
+            trouble.add(sub.id)
+    # Positions the back office did not open.
+    unmanaged = [
+        p
+        for pid, p in live.items()
+        if pid not in linked_positions and not (p.client_order_id or "").startswith(("ct", "rp"))
+    ]
+    follower_profile = subs[0].follower if subs else None
+    for p in unmanaged:
+        for sub in subs:
+            drift[sub.id] += p.volume
+            trouble.add(sub.id)
+        if follower_profile is not None and not follower_profile.manual_trading_mode and subs:
+            decision = d.CopyDecision(
+                rule_version=REPAIR_RULE_VERSION,
+                action=d.CopyAction.CLOSE,
+                follower_symbol=p.symbol,
+                side=d.Side(str(p.side)),
+                volume=p.volume,
+                follower_position_ids=(p.position_id,),
+            )
+            rows.append(
+                _repair_row(
+                    sub=subs[0],
+                    link=None,
+                    action=CopyInstructionAction.CLOSE,
+                    reason="REPAIR_CLOSE_UNMANAGED",
+                    detail=f"position {p.position_id} ({p.volume} {p.symbol}) was not opened by "
+                    "the back office and the follower is copy-only",
+                    coid=f"rpu{account.id}p{p.position_id}",
+                    decision=decision,
+                    now=now,
+                )
+            )
+    statuses: dict[int, tuple[str, Decimal]] = {}
+    with transaction.atomic():
+        if closed_links:
+            TradeLink.objects.bulk_update(
+                closed_links, ["status", "reason", "closed_at", "updated_at"]
+            )
+            # A reopen repair needs the link back in `opening` so closes wait for it.
+            reopen = {r["trade_link_id"] for r in rows if r["reason"] == "REPAIR_REOPEN"}
+            TradeLink.objects.filter(id__in=reopen).update(
+                status=TradeLinkStatus.OPENING, follower_position_id="", updated_at=now
+            )
+        inserted = insert_rows(
+            CopyInstruction,
+            rows,
+            columns=(
+                "origin",
+                "master_event",
+                "subscription",
+                "follower_account",
+                "trade_link",
+                "action",
+                "status",
+                "reason",
+                "detail",
+                "rule_version",
+                "client_order_id",
+                "follower_symbol",
+                "side",
+                "volume",
+                "attempts",
+                "created_at",
+                "inputs",
+                "decision",
+            ),
+        )
+        for sub in subs:
+            if sub.id not in trouble:
+                status = SubscriptionSyncStatus.IN_SYNC
+            elif any(r["subscription_id"] == sub.id for r in rows):
+                status = SubscriptionSyncStatus.DRIFTING  # repairs are under way
+            else:
+                status = SubscriptionSyncStatus.OUT_OF_SYNC  # nothing the policy may repair
+            statuses[sub.id] = (status, drift.get(sub.id, Decimal(0)))
+            CopySubscription.all_objects.filter(pk=sub.pk).update(
+                sync_status=status, drift=drift.get(sub.id, Decimal(0)), synced_at=now
+            )
+    return ({account.broker_server_id: inserted} if inserted else {}), statuses
+
+
+async def _positions_of(gateway: Any, logins: list[int]) -> dict[int, list[Position] | None]:
+    limit = asyncio.Semaphore(20)
+
+    async def one(login: int) -> tuple[int, list[Position] | None]:
+        async with limit:
+            try:
+                return login, await gateway.list_positions(login)
+            except GatewayError:
+                return login, None
+
+    return dict(await asyncio.gather(*(one(login) for login in logins)))
+
+
+def followers_reconcile(*, account_ids: list[int] | None = None) -> dict[int, tuple[str, Decimal]]:
+    """Reconciles follower accounts (all with live subscriptions when None), server by server;
+    queues the repairs. Returns each subscription's (sync status, drift)."""
+    from brokers.gateways import sync_gateway_for
+
+    from .fanout import enqueue_execution
+
+    accounts = TradingAccount.objects.filter(
+        id__in=CopySubscription.objects.values("follower_account_id")
+    ).select_related("broker_server")
+    if account_ids is not None:
+        accounts = accounts.filter(id__in=account_ids)
+    by_server: dict[int, list[TradingAccount]] = defaultdict(list)
+    for account in accounts:
+        by_server[account.broker_server_id].append(account)
+    statuses: dict[int, tuple[str, Decimal]] = {}
+    ready: dict[int, list[int]] = defaultdict(list)
+    for server_id, server_accounts in by_server.items():
+        server = BrokerServer.objects.get(pk=server_id)
+        gateway = sync_gateway_for(server)
+        positions = gateway.run(_positions_of(gateway.gateway, [a.login for a in server_accounts]))
+        for account in server_accounts:
+            if positions.get(account.login) is None:
+                continue  # the venue did not answer for it: judge it next time
+            repairs, sub_statuses = reconcile_account(
+                account=account, positions=positions[account.login]
+            )
+            statuses.update(sub_statuses)
+            for sid, ids in repairs.items():
+                ready[sid].extend(ids)
+    if ready:
+        enqueue_execution(ready)
+    return statuses
