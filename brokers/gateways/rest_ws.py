@@ -3,7 +3,9 @@
 One `RestWsGateway` per broker server (and per event loop) holds one aiohttp
 ClientSession: persistent pooled connections, reused by every call until
 `close()`. aiohttp was chosen over httpx by measurement on this workload
-(benchmarks/http_client_bench.py; figures in the module docstring there).
+(benchmarks/http_client_bench.py, figures in its docstring): against the paper
+venue, single-order round trips p50 0.31 ms vs 1.00 ms, and 8,400 vs 380
+orders/s with 200 in flight.
 
 Retries are done only where they cannot duplicate anything:
 
@@ -37,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import json
+import json.encoder
 import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -112,17 +115,31 @@ def encode_json(value: object) -> bytes:
     return "".join(parts).encode()
 
 
+_encode_str = json.encoder.encode_basestring_ascii  # the C encoder json.dumps uses
+
+
 def _encode_into(value: object, parts: list[str]) -> None:
-    if isinstance(value, Decimal):
+    # Every order goes through here: the common scalar types come first.
+    if isinstance(value, str):
+        parts.append(_encode_str(value))
+    elif isinstance(value, Decimal):
         if not value.is_finite():
             raise ValueError(f"cannot send a non-finite number: {value!r}")
         parts.append(format(value, "f"))
+    elif value is None:
+        parts.append("null")
+    elif value is True:
+        parts.append("true")
+    elif value is False:
+        parts.append("false")
+    elif isinstance(value, int):
+        parts.append(int.__repr__(value))
     elif isinstance(value, Mapping):
         parts.append("{")
         for index, (key, item) in enumerate(value.items()):
             if index:
                 parts.append(",")
-            parts.append(json.dumps(str(key)))
+            parts.append(_encode_str(str(key)))
             parts.append(":")
             _encode_into(item, parts)
         parts.append("}")
@@ -136,7 +153,7 @@ def _encode_into(value: object, parts: list[str]) -> None:
     elif isinstance(value, float):
         raise TypeError("floats are not sent to brokers; use Decimal")
     else:
-        parts.append(json.dumps(value))
+        raise TypeError(f"cannot send a {type(value).__name__} to a broker")
 
 
 def order_request_to_payload(request: OrderRequest) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 import random
 from datetime import UTC, datetime, timedelta
@@ -214,6 +215,14 @@ def test_decimals_are_sent_as_json_numbers_with_their_exact_digits():
 def test_floats_are_refused_in_request_bodies():
     with pytest.raises(TypeError, match="Decimal"):
         encode_json({"volume": 0.1})
+    with pytest.raises(TypeError, match="set"):
+        encode_json({"ids": {1, 2}})
+
+
+def test_request_bodies_are_valid_json_whatever_the_text():
+    text = 'caf\u00e9 "quoted" \\ \n'
+    body = encode_json({"comment": text, "side": Side.SELL, "flags": [True, False, None]})
+    assert json.loads(body) == {"comment": text, "side": "sell", "flags": [True, False, None]}
 
 
 def test_order_payload_leaves_unset_fields_out_so_identical_requests_match():
