@@ -1142,6 +1142,11 @@ class RestWsGateway:
         return RestWsStream(self, params, from_seq, include_heartbeats)
 
 
+# Background closes of cancelled streams, referenced until done (the loop keeps only
+# weak references to tasks).
+_closing_streams: set[asyncio.Task[None]] = set()
+
+
 class RestWsStream:
     """One stream connection of a RestWsGateway: an async iterator of StreamEvents.
 
@@ -1221,6 +1226,21 @@ class RestWsStream:
             await self.connect()
         ws = self._ws
         assert ws is not None
+        try:
+            return await self._next_event(ws)
+        except GatewayError:
+            # The connection is over either way; free its socket now.
+            await self.aclose()
+            raise
+        except asyncio.CancelledError:
+            # A caller that cancels its `async for` without closing would otherwise
+            # leave the socket open until the session closes; close it in the background.
+            task = asyncio.get_running_loop().create_task(self.aclose())
+            _closing_streams.add(task)
+            task.add_done_callback(_closing_streams.discard)
+            raise
+
+    async def _next_event(self, ws: aiohttp.ClientWebSocketResponse) -> StreamEvent:
         idle = self._gateway.stream_idle_timeout
         while True:
             try:

@@ -292,3 +292,28 @@ def test_a_stream_outlives_the_rest_timeout():
     assert novel.type is StreamEventType.UNKNOWN
     assert novel.raw["type"] == "margin_call"
     assert closed.reason is GatewayReason.UNAVAILABLE
+
+
+def test_a_cancelled_bare_async_for_still_closes_its_socket(run, admin):
+    """Listeners read in a task and cancel it; the venue must see the stream go away."""
+    import asyncio
+    import time
+
+    async def scenario(gw: RestWsGateway):
+        login = (await gw.create_account(balance=Decimal(100_000))).login
+        connected = asyncio.Event()
+
+        async def reader():
+            async for _event in gw.stream(accounts=[login], from_seq=0):
+                connected.set()
+
+        task = asyncio.create_task(reader())
+        await asyncio.wait_for(connected.wait(), 5)
+        assert admin.stats()["streams"] == 1
+        task.cancel()
+        deadline = time.monotonic() + 5
+        while admin.stats()["streams"] and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)  # polling the condition, bounded by the deadline
+        return admin.stats()["streams"]
+
+    assert run(scenario) == 0
