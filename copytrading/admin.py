@@ -7,7 +7,17 @@ from django.http import HttpRequest
 from simple_history.admin import SimpleHistoryAdmin
 
 from .errors import CopyTradingError
-from .models import CopyFollower, CopyMaster, CopySubscription, MasterEvent
+from .models import (
+    CopyFollower,
+    CopyInstruction,
+    CopyMaster,
+    CopySubscription,
+    Fill,
+    FollowerOrder,
+    FollowerOrderTransition,
+    MasterEvent,
+    TradeLink,
+)
 from .services import SUBSCRIPTION_SETTINGS, subscription_create, subscription_update
 
 
@@ -198,3 +208,128 @@ class MasterEventAdmin(ReadOnlyAdmin):
     @admin.display(ordering="account__login", description="master")
     def login(self, obj: MasterEvent) -> int:
         return obj.account.login
+
+
+@admin.register(TradeLink)
+class TradeLinkAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "subscription_id",
+        "master_account",
+        "follower_account",
+        "master_position_id",
+        "follower_position_id",
+        "follower_symbol",
+        "side",
+        "master_volume",
+        "follower_volume",
+        "open_price",
+        "status",
+        "reason",
+        "profit",
+        "opened_at",
+        "closed_at",
+    )
+    list_filter = ("status",)
+    search_fields = (
+        "=master_account__login",
+        "=follower_account__login",
+        "=master_position_id",
+        "=follower_position_id",
+    )
+    list_select_related = ("master_account", "follower_account")
+    show_full_result_count = False
+
+
+class FollowerOrderInline(admin.StackedInline):
+    model = FollowerOrder
+    extra = 0
+    can_delete = False
+    readonly_fields = [f.name for f in FollowerOrder._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(CopyInstruction)
+class CopyInstructionAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "origin",
+        "master_event_id",
+        "subscription_id",
+        "follower_account",
+        "action",
+        "status",
+        "reason",
+        "follower_symbol",
+        "side",
+        "volume",
+        "rule_version",
+        "created_at",
+    )
+    list_filter = ("status", "action", "origin", "reason")
+    search_fields = ("=client_order_id", "=follower_account__login", "=master_event__id")
+    list_select_related = ("follower_account",)
+    inlines = [FollowerOrderInline]
+    show_full_result_count = False
+
+
+class TransitionInline(admin.TabularInline):
+    model = FollowerOrderTransition
+    extra = 0
+    can_delete = False
+    readonly_fields = ("status", "at", "venue_ts", "detail")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class FillInline(admin.TabularInline):
+    model = Fill
+    extra = 0
+    can_delete = False
+    readonly_fields = ("volume", "price", "profit", "venue_position_id", "venue_ts")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(FollowerOrder)
+class FollowerOrderAdmin(ReadOnlyAdmin):
+    list_display = (
+        "client_order_id",
+        "account",
+        "action",
+        "symbol",
+        "side",
+        "requested_volume",
+        "filled_volume",
+        "price",
+        "status",
+        "reason",
+        "sent_at",
+        "venue_ts",
+    )
+    list_filter = ("status", "action", "broker_server")
+    search_fields = ("=client_order_id", "=account__login", "=venue_position_id")
+    list_select_related = ("account",)
+    inlines = [TransitionInline, FillInline]
+    show_full_result_count = False
+
+
+@admin.register(FollowerOrderTransition)
+class FollowerOrderTransitionAdmin(ReadOnlyAdmin):
+    list_display = ("order", "status", "at", "venue_ts")
+    list_filter = ("status",)
+    search_fields = ("=order__client_order_id",)
+    list_select_related = ("order",)
+    show_full_result_count = False
+
+
+@admin.register(Fill)
+class FillAdmin(ReadOnlyAdmin):
+    list_display = ("order", "volume", "price", "profit", "venue_position_id", "venue_ts")
+    search_fields = ("=order__client_order_id", "=venue_position_id")
+    list_select_related = ("order",)
+    show_full_result_count = False

@@ -256,6 +256,9 @@ class MasterEvent(models.Model):
     synthetic = models.BooleanField(default=False)
     master_position_id = models.CharField(max_length=64, blank=True)
     master_order_id = models.CharField(max_length=64, blank=True)
+    client_order_id = models.CharField(
+        max_length=64, blank=True, help_text="The master's own client order id, if it gave one."
+    )
     symbol = models.CharField(max_length=32, blank=True)
     side = models.CharField(max_length=4, blank=True)
     order_type = models.CharField(max_length=8, blank=True)
@@ -290,6 +293,11 @@ class MasterEvent(models.Model):
                 name="masterevent_fanout_outbox",
             ),
             models.Index(fields=["account", "master_position_id"], name="masterevent_position"),
+            models.Index(
+                fields=["account", "client_order_id"],
+                condition=~Q(client_order_id=""),
+                name="masterevent_client_order_id",
+            ),
         ]
 
     def __str__(self) -> str:

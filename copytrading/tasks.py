@@ -47,10 +47,10 @@ def supervise_listeners() -> None:
 
 @shared_task(name="copytrading.fanout_events", ignore_result=True)
 def fanout_events(event_ids: list[int]) -> None:
-    """Fans out stored master events (idempotent: claims them first)."""
-    from .services.fanout import fanout_events as fanout
+    """Fans out stored master events (idempotent), then sends the first batch of orders."""
+    from .services.fanout import fanout_and_execute
 
-    fanout(event_ids=event_ids)
+    fanout_and_execute(event_ids=event_ids)
 
 
 @shared_task(name="copytrading.sweep_master_events", ignore_result=True)
@@ -91,3 +91,11 @@ def reconcile_followers(account_ids: list[int] | None = None) -> None:
     from .services.reconcile import followers_reconcile
 
     followers_reconcile(account_ids=account_ids)
+
+
+@shared_task(name="copytrading.hop_probe", ignore_result=True)
+def hop_probe(sent_at: float) -> None:
+    """Measures the queue hop (benchmarks only): pushes ms from enqueue to start to Redis."""
+    import time
+
+    get_redis().rpush("hop", (time.time() - sent_at) * 1000)

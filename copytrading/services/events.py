@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -26,6 +26,7 @@ from brokers.gateways.types import (
 )
 from brokers.models import ListenerShard
 from config.bulk import insert_rows
+from config.db import relax_commit
 
 from ..choices import MasterEventFanoutState, MasterEventType
 from ..models import MasterEvent
@@ -60,6 +61,7 @@ def _event_fields(event: StreamEvent) -> dict[str, Any]:
     if isinstance(data, Position):
         fields.update(
             master_position_id=data.position_id,
+            client_order_id=data.client_order_id or "",
             symbol=data.symbol,
             side=str(data.side),
             volume=data.volume,
@@ -83,6 +85,7 @@ def _event_fields(event: StreamEvent) -> dict[str, Any]:
     elif isinstance(data, PendingOrder):
         fields.update(
             master_order_id=data.order_id,
+            client_order_id=data.client_order_id or "",
             symbol=data.symbol,
             side=str(data.side),
             order_type=str(data.type),
@@ -112,6 +115,7 @@ _COLUMNS = (
     "synthetic",
     "master_position_id",
     "master_order_id",
+    "client_order_id",
     "symbol",
     "side",
     "order_type",
@@ -139,6 +143,7 @@ def _store(rows: list[dict[str, Any]]) -> list[int]:
         "synthetic": False,
         "master_position_id": "",
         "master_order_id": "",
+        "client_order_id": "",
         "symbol": "",
         "side": "",
         "order_type": "",
@@ -198,8 +203,7 @@ def master_events_record(
         # The events and the shard's resume point commit together, so a commit lost in a
         # database crash loses both and the listener replays those events from the venue:
         # the wait for the WAL flush buys nothing here, and costs milliseconds per batch.
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit = off")
+        relax_commit()
         pending = _store(rows)
         ListenerShard.objects.filter(pk=shard.pk).update(
             last_seq=Greatest(F("last_seq"), last_seq),

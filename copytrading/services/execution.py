@@ -44,6 +44,7 @@ from brokers.gateways.types import (
 )
 from brokers.models import BrokerServer
 from config.bulk import insert_rows
+from config.db import relax_commit
 
 from .. import decision as d
 from ..choices import (
@@ -139,6 +140,7 @@ _ORDER_COLUMNS = (
 def _claim(server_id: int, instruction_ids: list[int]) -> list[Claimed]:
     now = timezone.now()
     with transaction.atomic():
+        relax_commit()  # a lost claim is re-sent under the same client order id
         instructions = list(
             CopyInstruction.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(id__in=instruction_ids, status=Status.READY)
@@ -435,6 +437,7 @@ def _record(claimed: list[Claimed], outcomes: dict[int, Outcome]) -> tuple[list[
             }
         )
     with transaction.atomic():
+        relax_commit()  # a lost record leaves the order in flight; the sweeper finishes it
         if orders:
             FollowerOrder.objects.bulk_update(
                 orders,

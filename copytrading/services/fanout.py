@@ -117,15 +117,14 @@ def _decimal_or_none(value: Any) -> Decimal | None:
 
 def _pending_origin(event: MasterEvent) -> str | None:
     """The master order whose fill opened this position, found by client order id."""
-    position = event.raw.get("data") if isinstance(event.raw, dict) else None
-    coid = position.get("client_order_id") if isinstance(position, dict) else None
+    coid = event.client_order_id
     if not coid:
         return None
     placed = (
         MasterEvent.objects.filter(
             account_id=event.account_id,
+            client_order_id=coid,
             event_type=MasterEventType.ORDER_PLACED,
-            raw__data__client_order_id=coid,
         )
         .values_list("master_order_id", flat=True)
         .first()
@@ -408,36 +407,77 @@ def _fanout_event(event: MasterEvent) -> dict[int, list[int]]:
     return ready
 
 
-def enqueue_execution(ready: dict[int, list[int]], *, chunk: int = 500) -> None:
-    """Queues execution of ready instructions, one task per follower server and chunk."""
+EXECUTE_CHUNK = 500
+
+
+def enqueue_execution(
+    ready: dict[int, list[int]], *, chunk: int = EXECUTE_CHUNK, keep_first: bool = False
+) -> tuple[int, list[int]] | None:
+    """Queues execution of ready instructions, one task per follower server and chunk.
+
+    With `keep_first`, the first chunk is not queued but returned, for the caller to
+    execute at once: a small fan-out then costs no second queue hop, and a large one
+    runs its first chunk here while other workers take the rest.
+    """
     from ..tasks import execute_instructions
 
+    kept = None
     for server_id, ids in ready.items():
         for start in range(0, len(ids), chunk):
-            execute_instructions.delay(server_id, ids[start : start + chunk])
+            part = ids[start : start + chunk]
+            if keep_first and kept is None:
+                kept = (server_id, part)
+                continue
+            execute_instructions.delay(server_id, part)
+    return kept
 
 
-def fanout_events(*, event_ids: Iterable[int]) -> int:
-    """Fans out the given events (and any earlier pending event of the same masters), in
-    order per master; returns how many events this call handled."""
-    handled = 0
-    targets = dict(
+def _targets(event_ids: Iterable[int]) -> dict[int, int]:
+    """{master account id: its newest not-done event among `event_ids`}."""
+    return dict(
         MasterEvent.objects.filter(id__in=list(event_ids))
         .exclude(fanout_state=MasterEventFanoutState.DONE)
         .values_list("account_id")
         .annotate(last=Max("id"))
         .values_list("account_id", "last")
     )
+
+
+def fanout_events(*, event_ids: Iterable[int]) -> int:
+    """Fans out the given events (and any earlier pending event of the same masters), in
+    order per master; returns how many events this call handled."""
+    handled = 0
+    targets = _targets(event_ids)
     for account_id, last_id in sorted(targets.items()):
         handled += _fanout_account(account_id, last_id)
     return handled
 
 
-def _fanout_account(account_id: int, last_id: int) -> int:
+def fanout_and_execute(*, event_ids: Iterable[int]) -> int:
+    """The fan-out task's work: fan out, then send the first chunk of orders from here."""
+    from .execution import instructions_execute
+
+    handled = 0
+    targets = _targets(event_ids)
+    for account_id, last_id in sorted(targets.items()):
+        kept: list[tuple[int, list[int]]] = []
+        handled += _fanout_account(account_id, last_id, kept=kept)
+        for server_id, ids in kept:
+            instructions_execute(server_id=server_id, instruction_ids=ids)
+    return handled
+
+
+def _fanout_account(
+    account_id: int, last_id: int, *, kept: list[tuple[int, list[int]]] | None = None
+) -> int:
     ready: dict[int, list[int]] = defaultdict(list)
     with transaction.atomic():
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_FANOUT_LOCK_SPACE, account_id])
+            # Replayable (see config.db.relax_commit), and in order per master account.
+            cursor.execute(
+                "SET LOCAL synchronous_commit = off; SELECT pg_advisory_xact_lock(%s, %s)",
+                [_FANOUT_LOCK_SPACE, account_id],
+            )
         events = list(
             MasterEvent.objects.filter(account_id=account_id, id__lte=last_id)
             .exclude(fanout_state=MasterEventFanoutState.DONE)
@@ -453,5 +493,11 @@ def _fanout_account(account_id: int, last_id: int) -> int:
             fanout_done_at=timezone.now(),
         )
         if ready:
-            transaction.on_commit(lambda: enqueue_execution(ready))
+
+            def after_commit() -> None:
+                first = enqueue_execution(ready, keep_first=kept is not None)
+                if first is not None and kept is not None:
+                    kept.append(first)
+
+            transaction.on_commit(after_commit)
     return len(events)
