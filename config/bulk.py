@@ -49,14 +49,67 @@ def insert_rows(
     """Inserts `rows` (dicts keyed by field name; every row has every column) and returns
     the ids of the rows inserted, in order. With `ignore_conflicts`, rows that hit a
     unique constraint are skipped and their ids are not returned."""
+    return sorted(
+        r[0]
+        for r in insert_rows_returning(
+            model, rows, columns=columns, ignore_conflicts=ignore_conflicts
+        )
+    )
+
+
+def insert_rows_returning(
+    model: type[models.Model],
+    rows: Sequence[dict[str, Any]],
+    *,
+    columns: Sequence[str],
+    ignore_conflicts: bool = True,
+    returning: Sequence[str] = ("id",),
+) -> list[tuple]:
+    """Like insert_rows, but returns the `returning` columns of each inserted row."""
     if not rows:
         return []
     conflict = "ON CONFLICT DO NOTHING" if ignore_conflicts else ""
     sql, (plain, jsons) = _plan(model, tuple(columns), conflict)
+    sql = sql.removesuffix("RETURNING id") + "RETURNING " + ", ".join(returning)
     params: list[Any] = [[row[c] for row in rows] for c in plain]
     params += [json.dumps([row[c] for row in rows], default=str) for c in jsons]
     connection.ensure_connection()
     # A plain psycopg cursor binds parameters on the server (Django's binds client-side).
     with connection.connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return sorted(r[0] for r in cursor.fetchall())
+        return cursor.fetchall()
+
+
+def update_objects(objs: Sequence[models.Model], *, columns: Sequence[str]) -> int:
+    """Writes `columns` of each object back in one UPDATE ... FROM unnest(...); returns the
+    number of rows updated. The fast twin of bulk_update, which builds a CASE per value."""
+    if not objs:
+        return 0
+    model = type(objs[0])
+    fields = [model._meta.get_field(c) for c in columns]
+    plain = [f for f in fields if not isinstance(f, models.JSONField)]
+    jsons = [f for f in fields if isinstance(f, models.JSONField)]
+    names = [f.column for f in plain]
+    pk = model._meta.pk
+    arrays = ", ".join(f"%s::{f.db_type(connection)}[]" for f in [pk, *plain])
+    select = ["u.__pk", *[f"u.{n}" for n in names]]
+    joins = ""
+    for i, _f in enumerate(jsons):
+        joins += f" JOIN jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS j{i}(v, n) USING (n)"
+        select.append(f"j{i}.v AS __json{i}")
+    sets = [f"{n} = s.{n}" for n in names] + [
+        f"{f.column} = s.__json{i}" for i, f in enumerate(jsons)
+    ]
+    sql = (
+        f"UPDATE {model._meta.db_table} AS t SET {', '.join(sets)} "  # noqa: S608 - model metadata
+        f"FROM (SELECT {', '.join(select)} FROM unnest({arrays}) "
+        f"WITH ORDINALITY AS u(__pk, {', '.join(names)}, n){joins}) AS s "
+        f"WHERE t.{pk.column} = s.__pk"
+    )
+    params: list[Any] = [[o.pk for o in objs]]
+    params += [[getattr(o, f.attname) for o in objs] for f in plain]
+    params += [json.dumps([getattr(o, f.attname) for o in objs], default=str) for f in jsons]
+    connection.ensure_connection()
+    with connection.connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount

@@ -270,6 +270,12 @@ class MasterEvent(models.Model):
     profit = money_field(null=True, blank=True, default=None)
     close_reason = models.CharField(max_length=16, blank=True)
     raw = models.JSONField()
+    decision_context = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="The decision inputs every subscription shares (event, master); "
+        "each instruction stores the rest.",
+    )
     venue_ts = models.DateTimeField()
     received_at = models.DateTimeField()
     stored_at = models.DateTimeField(auto_now_add=True, db_index=True)

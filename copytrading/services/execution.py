@@ -23,6 +23,7 @@ re-decided once sent.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ from brokers.gateways.types import (
     Side,
 )
 from brokers.models import BrokerServer
-from config.bulk import insert_rows
+from config.bulk import insert_rows, insert_rows_returning, update_objects
 from config.db import relax_commit
 
 from .. import decision as d
@@ -163,9 +164,7 @@ def _claim(server_id: int, instruction_ids: list[int]) -> list[Claimed]:
             inst.detail = "refused at sending time: the subscription changed after the decision"
             inst.completed_at = now
         if skip:
-            CopyInstruction.objects.bulk_update(
-                skip, ["status", "reason", "detail", "completed_at"]
-            )
+            update_objects(skip, columns=["status", "reason", "detail", "completed_at"])
             TradeLink.objects.filter(
                 id__in=[i.trade_link_id for i in skip if i.trade_link_id],
                 status=TradeLinkStatus.OPENING,
@@ -198,7 +197,12 @@ def _claim(server_id: int, instruction_ids: list[int]) -> list[Claimed]:
                     "sent_at": now,
                 }
             )
-        new_order_ids = insert_rows(FollowerOrder, rows, columns=_ORDER_COLUMNS)
+        created = dict(
+            insert_rows_returning(
+                FollowerOrder, rows, columns=_ORDER_COLUMNS, returning=("instruction_id", "id")
+            )
+        )
+        new_order_ids = list(created.values())
         insert_rows(
             FollowerOrderTransition,
             [
@@ -217,7 +221,20 @@ def _claim(server_id: int, instruction_ids: list[int]) -> list[Claimed]:
         CopyInstruction.objects.filter(id__in=[i.id for i in go]).update(
             status=Status.IN_FLIGHT, claimed_at=now
         )
-        orders = {o.instruction_id: o for o in FollowerOrder.objects.filter(instruction__in=go)}
+        # New orders are built from the rows just inserted; only a retry reads its order back.
+        orders = {
+            row["instruction_id"]: FollowerOrder(id=created[row["instruction_id"]], **row)
+            for row in rows
+            if row["instruction_id"] in created
+        }
+        again = [i.id for i in go if i.id not in orders]
+        if again:
+            orders.update(
+                {
+                    o.instruction_id: o
+                    for o in FollowerOrder.objects.filter(instruction_id__in=again)
+                }
+            )
     return [
         Claimed(inst, orders[inst.id], decisions[inst.id], inst.follower_account.login)
         for inst in go
@@ -439,9 +456,9 @@ def _record(claimed: list[Claimed], outcomes: dict[int, Outcome]) -> tuple[list[
     with transaction.atomic():
         relax_commit()  # a lost record leaves the order in flight; the sweeper finishes it
         if orders:
-            FollowerOrder.objects.bulk_update(
+            update_objects(
                 orders,
-                [
+                columns=[
                     "status",
                     "reason",
                     "message",
@@ -452,20 +469,17 @@ def _record(claimed: list[Claimed], outcomes: dict[int, Outcome]) -> tuple[list[
                     "venue_ts",
                     "completed_at",
                 ],
-                batch_size=500,
             )
         if instructions:
-            CopyInstruction.objects.bulk_update(
-                instructions,
-                ["status", "attempts", "reason", "detail", "completed_at"],
-                batch_size=500,
+            update_objects(
+                instructions, columns=["status", "attempts", "reason", "detail", "completed_at"]
             )
         if links:
             for link in links.values():
                 link.updated_at = now
-            TradeLink.objects.bulk_update(
+            update_objects(
                 list(links.values()),
-                [
+                columns=[
                     "status",
                     "reason",
                     "follower_position_id",
@@ -480,7 +494,6 @@ def _record(claimed: list[Claimed], outcomes: dict[int, Outcome]) -> tuple[list[
                     "tp",
                     "updated_at",
                 ],
-                batch_size=500,
             )
         insert_rows(
             FollowerOrderTransition,
@@ -513,27 +526,21 @@ def _record(claimed: list[Claimed], outcomes: dict[int, Outcome]) -> tuple[list[
 def _release_waiting(link_ids: list[int]) -> dict[int, list[int]]:
     """Instructions that waited for these links' opens: re-decided with the link as it now
     is (never sent before, so nothing can have happened twice), and made ready or skipped."""
-    from .fanout import link_state
+    from .fanout import instruction_inputs, link_state, split_inputs
 
     if not link_ids:
         return {}
     waiting = list(
-        CopyInstruction.objects.select_for_update()
+        CopyInstruction.objects.select_for_update(of=("self",))
         .filter(trade_link_id__in=link_ids, status=Status.WAITING)
-        .select_related("trade_link", "follower_account")
+        .select_related("trade_link", "follower_account", "master_event")
         .order_by("id")
     )
     ready: dict[int, list[int]] = defaultdict(list)
     for inst in waiting:
-        inputs = d.DecisionInputs.from_dict(inst.inputs)
-        inputs = d.DecisionInputs(
-            **{
-                **{f: getattr(inputs, f) for f in inputs.__slots__},
-                "link": link_state(inst.trade_link),
-            }
-        )
+        inputs = dataclasses.replace(instruction_inputs(inst), link=link_state(inst.trade_link))
         decision = d.decide(inputs, rule_version=inst.rule_version)
-        inst.inputs = inputs.to_dict()
+        inst.inputs = split_inputs(inputs)[1]
         inst.decision = decision.to_dict()
         inst.action = str(decision.action)
         inst.reason = str(decision.reason) if decision.reason else ""
@@ -545,9 +552,9 @@ def _release_waiting(link_ids: list[int]) -> dict[int, list[int]]:
         if not decision.skipped:
             ready[inst.follower_account.broker_server_id].append(inst.id)
     if waiting:
-        CopyInstruction.objects.bulk_update(
+        update_objects(
             waiting,
-            [
+            columns=[
                 "inputs",
                 "decision",
                 "action",

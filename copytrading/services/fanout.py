@@ -20,6 +20,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from django.db import connection, transaction
@@ -28,7 +29,7 @@ from django.utils import timezone
 
 from accounts.models import TradingAccount
 from brokers.models import Symbol, SymbolMap
-from config.bulk import insert_rows
+from config.bulk import insert_rows, update_objects
 
 from .. import decision as d
 from ..choices import (
@@ -319,6 +320,45 @@ _INSTRUCTION_COLUMNS = (
 )
 
 
+SHARED_INPUTS = ("event", "master", "kill_switches")
+
+
+def split_inputs(inputs: d.DecisionInputs) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the parts every subscription of the event shares, this subscription's parts)."""
+    shared = {
+        "event": inputs.event.to_dict(),
+        "master": inputs.master.to_dict(),
+        "kill_switches": inputs.kill_switches.to_dict(),
+    }
+    return shared, {
+        "subscription": _settings_dict(inputs.subscription),
+        "follower": inputs.follower.to_dict(),
+        "symbol_map": _codec_dict(inputs.symbol_map),
+        "follower_symbol": _codec_dict(inputs.follower_symbol) if inputs.follower_symbol else None,
+        "link": inputs.link.to_dict() if inputs.link else None,
+        "open_copied_positions": inputs.open_copied_positions,
+        "fx_rate": str(inputs.fx_rate) if inputs.fx_rate is not None else None,
+    }
+
+
+def instruction_inputs(instruction: CopyInstruction) -> d.DecisionInputs:
+    """The full decision inputs of an instruction: its own, merged with its event's shared ones."""
+    shared = instruction.master_event.decision_context if instruction.master_event_id else {}
+    return d.DecisionInputs.from_dict({**(shared or {}), **instruction.inputs})
+
+
+# Symbol maps, specs and settings repeat across thousands of followers of one event; they
+# are frozen, so their JSON form can be cached by value.
+@lru_cache(maxsize=4096)
+def _codec_dict(value: Any) -> dict[str, Any]:
+    return value.to_dict()
+
+
+@lru_cache(maxsize=65536)
+def _settings_dict(value: d.SubscriptionSettings) -> dict[str, Any]:
+    return value.to_dict()
+
+
 def _fanout_event(event: MasterEvent) -> dict[int, list[int]]:
     """Decides and stores one event's instructions; returns ready ids by follower server."""
     subscriptions = list(
@@ -372,7 +412,9 @@ def _fanout_event(event: MasterEvent) -> dict[int, list[int]]:
             ).values_list("subscription_id", "id")
         )
     rows = []
+    shared: dict[str, Any] | None = None
     for sub, inputs, link, decision in decided:
+        shared, own = split_inputs(inputs) if shared is None else (shared, split_inputs(inputs)[1])
         status = _instruction_status(decision, link)
         link_id = link.id if link is not None else link_ids.get(sub.id)
         rows.append(
@@ -393,11 +435,13 @@ def _fanout_event(event: MasterEvent) -> dict[int, list[int]]:
                 "volume": decision.volume,
                 "attempts": 0,
                 "created_at": now,
-                "inputs": inputs.to_dict(),
+                "inputs": own,
                 "decision": decision.to_dict(),
             }
         )
     inserted = insert_rows(CopyInstruction, rows, columns=_INSTRUCTION_COLUMNS)
+    if shared is not None:
+        event.decision_context = shared
     ready: dict[int, list[int]] = defaultdict(list)
     if inserted:
         for inst_id, server_id in CopyInstruction.objects.filter(
@@ -487,10 +531,13 @@ def _fanout_account(
         for event in events:
             for server_id, ids in _fanout_event(event).items():
                 ready[server_id].extend(ids)
-        MasterEvent.objects.filter(id__in=[e.id for e in events]).update(
-            fanout_state=MasterEventFanoutState.DONE,
-            fanout_started_at=timezone.now(),
-            fanout_done_at=timezone.now(),
+        done_at = timezone.now()
+        for event in events:
+            event.fanout_state = MasterEventFanoutState.DONE
+            event.fanout_started_at = event.fanout_done_at = done_at
+        update_objects(
+            events,
+            columns=["fanout_state", "fanout_started_at", "fanout_done_at", "decision_context"],
         )
         if ready:
 

@@ -31,7 +31,7 @@ from accounts.models import TradingAccount
 from brokers.gateways.errors import GatewayError
 from brokers.gateways.types import Position
 from brokers.models import BrokerServer
-from config.bulk import insert_rows
+from config.bulk import insert_rows, update_objects
 
 from .. import decision as d
 from ..choices import (
@@ -239,9 +239,7 @@ def reconcile_account(
     statuses: dict[int, tuple[str, Decimal]] = {}
     with transaction.atomic():
         if closed_links:
-            TradeLink.objects.bulk_update(
-                closed_links, ["status", "reason", "closed_at", "updated_at"]
-            )
+            update_objects(closed_links, columns=["status", "reason", "closed_at", "updated_at"])
             # A reopen repair needs the link back in `opening` so closes wait for it.
             reopen = {r["trade_link_id"] for r in rows if r["reason"] == "REPAIR_REOPEN"}
             TradeLink.objects.filter(id__in=reopen).update(
