@@ -27,12 +27,12 @@ def wait_until(condition: Callable[[], Any], timeout: float) -> Any:
 
 
 @contextmanager
-def start_worker(queues: str, concurrency: int) -> Iterator[subprocess.Popen]:
+def start_worker(queues: str, concurrency: int, pool: str = "prefork") -> Iterator[subprocess.Popen]:
     """A Celery worker on `queues`, stopped (with its children) on exit."""
     log = tempfile.NamedTemporaryFile(prefix=f"copybench-{queues}-", suffix=".log", delete=False)  # noqa: SIM115
     args = [
         sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queues,
-        "-c", str(concurrency), "-n", f"bench-{queues}-{os.getpid()}-{time.monotonic_ns()}@%h",
+        "-c", str(concurrency), "-P", pool, "-n", f"bench-{queues}-{os.getpid()}-{time.monotonic_ns()}@%h",
         "--without-gossip", "--without-mingle", "-l", "WARNING",
     ]  # fmt: skip
     proc = subprocess.Popen(  # noqa: S603
