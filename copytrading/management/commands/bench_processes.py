@@ -27,19 +27,23 @@ def wait_until(condition: Callable[[], Any], timeout: float) -> Any:
 
 
 @contextmanager
-def start_worker(queues: str, concurrency: int, pool: str = "prefork") -> Iterator[subprocess.Popen]:
+def start_worker(
+    queues: str, concurrency: int, pool: str = "prefork"
+) -> Iterator[subprocess.Popen]:
     """A Celery worker on `queues`, stopped (with its children) on exit."""
-    log = tempfile.NamedTemporaryFile(prefix=f"copybench-{queues}-", suffix=".log", delete=False)  # noqa: SIM115
+    log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - kept for reading after the run
+        prefix=f"copybench-{queues}-", suffix=".log", delete=False
+    )
+    name = f"bench-{queues}-{os.getpid()}-{time.monotonic_ns()}@%h"
     args = [
         sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queues,
-        "-c", str(concurrency), "-P", pool, "-n", f"bench-{queues}-{os.getpid()}-{time.monotonic_ns()}@%h",
+        "-c", str(concurrency), "-P", pool, "-n", name,
         "--without-gossip", "--without-mingle", "-l", "WARNING",
     ]  # fmt: skip
     proc = subprocess.Popen(  # noqa: S603
         args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     try:
-        time.sleep(0)  # the worker connects on its own; tasks wait in Redis until it does
         yield proc
     finally:
         try:
