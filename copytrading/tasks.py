@@ -99,3 +99,11 @@ def hop_probe(sent_at: float) -> None:
     import time
 
     get_redis().rpush("hop", (time.time() - sent_at) * 1000)
+
+
+@shared_task(name="copytrading.copy_existing_positions", ignore_result=True)
+def copy_existing_positions(subscription_id: int) -> None:
+    """Opens copies of the master's open positions for a new subscription (if it asks to)."""
+    from .services.existing import subscription_copy_existing
+
+    subscription_copy_existing(subscription_id=subscription_id)

@@ -16,6 +16,7 @@ Guards:
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -197,12 +198,14 @@ def _links_for(event: d.MasterEvent, sub_ids: list[int]) -> dict[int, TradeLink]
 
 
 def build_inputs(
-    event: MasterEvent, subscriptions: list[CopySubscription]
+    event: MasterEvent, subscriptions: list[CopySubscription], *, existing: bool = False
 ) -> list[tuple[CopySubscription, d.DecisionInputs, TradeLink | None]]:
     """The decision inputs of every (event, subscription), read in a fixed number of queries."""
     master_account: TradingAccount = event.account
     master_server = master_account.broker_server
     devent = decision_event(event)
+    if existing:
+        devent = dataclasses.replace(devent, existing=True)
     master_profile_enabled = (
         all(s.master.enabled for s in subscriptions[:1]) if subscriptions else True
     )
@@ -359,19 +362,32 @@ def _settings_dict(value: d.SubscriptionSettings) -> dict[str, Any]:
     return value.to_dict()
 
 
-def _fanout_event(event: MasterEvent) -> dict[int, list[int]]:
+def fanout_subscription_event(
+    event: MasterEvent, subscription: CopySubscription, *, existing: bool
+) -> dict[int, list[int]]:
+    """One event for one subscription only (copying existing positions on subscribe)."""
+    return _fanout_event(event, subscriptions=[subscription], existing=existing)
+
+
+def _fanout_event(
+    event: MasterEvent,
+    *,
+    subscriptions: list[CopySubscription] | None = None,
+    existing: bool = False,
+) -> dict[int, list[int]]:
     """Decides and stores one event's instructions; returns ready ids by follower server."""
-    subscriptions = list(
-        CopySubscription.objects.filter(master_account_id=event.account_id)
-        .select_related("master", "follower", "follower_account__broker_server")
-        .order_by("id")
-    )
+    if subscriptions is None:
+        subscriptions = list(
+            CopySubscription.objects.filter(master_account_id=event.account_id)
+            .select_related("master", "follower", "follower_account__broker_server")
+            .order_by("id")
+        )
     if not subscriptions:
         return {}
     now = timezone.now()
     decided = []
     new_links = []
-    for sub, inputs, link in build_inputs(event, subscriptions):
+    for sub, inputs, link in build_inputs(event, subscriptions, existing=existing):
         decision = d.decide(inputs)
         decided.append((sub, inputs, link, decision))
         if decision.action in (d.CopyAction.OPEN, d.CopyAction.PLACE_PENDING) and link is None:
@@ -435,7 +451,9 @@ def _fanout_event(event: MasterEvent) -> dict[int, list[int]]:
                 "volume": decision.volume,
                 "attempts": 0,
                 "created_at": now,
-                "inputs": own,
+                # A late copy of an existing position decides on an event marked `existing`,
+                # unlike the event's shared inputs: it keeps its own full copy.
+                "inputs": {**shared, **own} if existing else own,
                 "decision": decision.to_dict(),
             }
         )

@@ -356,6 +356,10 @@ def subscription_create(
     )
     _check_subscription_consistency(sub)
     save_audited(sub, actor=actor, reason="subscription created")
+    if sub.copy_existing_positions:
+        from ..tasks import copy_existing_positions
+
+        transaction.on_commit(lambda: copy_existing_positions.delay(sub.id))
     return sub
 
 

@@ -215,3 +215,23 @@ def test_reconciliation_closes_unmanaged_positions_of_copy_only_followers(world)
     assert len(world.positions(manual.follower_account.login)) == 1
     repair = CopyInstruction.objects.get(subscription=copy_only, origin="repair")
     assert repair.reason == "REPAIR_CLOSE_UNMANAGED"
+
+
+def test_copy_existing_positions_on_subscribe(world):
+    from copytrading.services.existing import subscription_copy_existing
+
+    master = world.master(0)
+    early = world.follower(master, 0)
+    world.start()
+    world.order(master.account.login, volume=1)
+    world.order(master.account.login, volume=1)
+    world.wait_links(early, "open", n=2)
+    late = world.follower(master, 0, copy_existing_positions=1)
+    plain = world.follower(master, 0)
+    assert subscription_copy_existing(subscription_id=late.id) == 2
+    assert subscription_copy_existing(subscription_id=plain.id) == 0  # setting off
+    world.wait_links(late, "open", n=2)
+    assert subscription_copy_existing(subscription_id=late.id) == 2  # decided again...
+    assert CopyInstruction.objects.filter(subscription=late).count() == 2  # ...stored once
+    assert len(world.positions(late.follower_account.login)) == 2
+    assert world.positions(plain.follower_account.login) == []
