@@ -3,7 +3,25 @@
 # server, a Celery worker and beat, in the foreground. Ctrl-C stops them all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The paper venues keep their state in memory, so the demo starts from a fresh database
+# each run (copytrade_demo), in step with them. DATABASE_URL overrides it.
+export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/copytrade_demo}"
 bash scripts/bootstrap.sh
+if [ "${DEMO_KEEP_DB:-0}" != "1" ]; then
+  .venv/bin/python - <<'PY'
+import os
+from urllib.parse import urlsplit
+import psycopg
+parts = urlsplit(os.environ["DATABASE_URL"])
+name = parts.path.lstrip("/")
+admin = parts._replace(path="/postgres").geturl().replace("postgres://", "postgresql://", 1)
+try:
+    with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+except psycopg.OperationalError:
+    pass  # services.sh below starts PostgreSQL and says what is wrong
+PY
+fi
 bash scripts/services.sh
 
 export DJANGO_SETTINGS_MODULE="${DJANGO_SETTINGS_MODULE:-config.settings.local}"
@@ -54,6 +72,9 @@ start celery-beat .venv/bin/celery -A config beat --loglevel INFO \
   --schedule var/celerybeat-schedule
 start asgi .venv/bin/uvicorn config.asgi:application --host "$HOST" --port "$PORT" --no-access-log
 $PY scripts/wait_http.py "http://$HOST:$PORT/healthz"
+# The demo masters trade every few seconds, so copies can be watched in the admin
+# (Copy trading > Trade links) and on the venues.
+start demo-trader $PY manage.py demo_trader --interval "${DEMO_TRADE_INTERVAL:-3}"
 
 $PY manage.py ensure_admin --url "http://$HOST:$PORT/admin/"
 echo "demo: running; Ctrl-C stops everything."

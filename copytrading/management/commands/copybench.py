@@ -18,6 +18,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 BENCH_REDIS_DB = 7
+BENCH_DATABASE = "copytrade_bench"
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -42,9 +43,34 @@ class Command(BaseCommand):
             from django.conf import settings
 
             base = settings.REDIS_URL.rsplit("/", 1)[0]
-            env = {**os.environ, "COPYBENCH_CHILD": "1", "REDIS_URL": f"{base}/{BENCH_REDIS_DB}"}
+            database = settings.DATABASE_URL.rsplit("/", 1)[0] + "/" + BENCH_DATABASE
+            env = {
+                **os.environ,
+                "COPYBENCH_CHILD": "1",
+                "REDIS_URL": f"{base}/{BENCH_REDIS_DB}",
+                "DATABASE_URL": database,
+            }
+            self.fresh_database(database)
             os.execvpe(sys.executable, [sys.executable, *sys.argv], env)  # noqa: S606
         self.run_bench(options)
+
+    def fresh_database(self, url: str) -> None:
+        """Recreates the benchmark's own database and migrates it, so no run sees another's."""
+        import subprocess
+        from urllib.parse import urlsplit
+
+        import psycopg
+
+        parts = urlsplit(url)
+        admin = parts._replace(path="/postgres").geturl().replace("postgres://", "postgresql://", 1)
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DATABASE}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{BENCH_DATABASE}"')
+        subprocess.run(  # noqa: S603
+            [sys.executable, "manage.py", "migrate", "-v", "0"],
+            env={**os.environ, "DATABASE_URL": url},
+            check=True,
+        )
 
     def run_bench(self, options: dict[str, Any]) -> None:
         from contextlib import ExitStack
