@@ -20,7 +20,15 @@ class BrokerServerForm(forms.ModelForm):
 
     class Meta:
         model = BrokerServer
-        fields = ("name", "platform", "gateway_kind", "base_url", "symbol_suffix", "enabled")
+        fields = (
+            "name",
+            "platform",
+            "gateway_kind",
+            "base_url",
+            "symbol_suffix",
+            "dedupes_client_order_ids",
+            "enabled",
+        )
 
     def clean_new_credentials(self) -> dict[str, str] | None:
         raw = self.cleaned_data.get("new_credentials")

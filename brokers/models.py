@@ -25,6 +25,11 @@ class BrokerServer(models.Model):
     credentials_encrypted = models.TextField(blank=True, editable=False)
     credentials_rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
     symbol_suffix = models.CharField(max_length=16, blank=True)
+    dedupes_client_order_ids = models.BooleanField(
+        default=False,
+        help_text="The platform answers a repeated client order id with the first order. "
+        "Off: the gateway looks an order up by its id before any retry.",
+    )
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -31,6 +31,8 @@ def broker_server_create(
         gateway_kind=gateway_kind,
         symbol_suffix=symbol_suffix,
         enabled=enabled,
+        # The paper venue deduplicates client order ids by its spec; others must say so.
+        dedupes_client_order_ids=platform == "Paper",
     )
     if credentials:
         server.credentials_encrypted = encrypt_credentials(credentials)

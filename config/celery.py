@@ -3,6 +3,7 @@
 import os
 
 from celery import Celery
+from celery.signals import worker_process_shutdown
 from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
@@ -16,3 +17,11 @@ app.conf.task_queues = (
     Queue("execute"),
 )
 app.autodiscover_tasks()
+
+
+@worker_process_shutdown.connect
+def _close_gateways(**kwargs: object) -> None:
+    """Closes the broker gateways' pooled sessions of a worker process that stops."""
+    from brokers.gateways import close_sync_gateways
+
+    close_sync_gateways()

@@ -319,8 +319,10 @@ class ShardListener:
 
         async def reader() -> None:
             try:
-                async for event in gateway.stream(accounts=accounts, from_seq=from_seq):
-                    queue.put_nowait(event)
+                # `async with` connects at once and closes the socket cleanly on the way out.
+                async with gateway.stream(accounts=accounts, from_seq=from_seq) as events:
+                    async for event in events:
+                        queue.put_nowait(event)
                 queue.put_nowait(GatewayError("unavailable", "stream ended"))
             except BaseException as exc:  # handed to the writer, which decides
                 queue.put_nowait(exc)

@@ -105,9 +105,7 @@ def gateway_for(server: BrokerServer, **options: Any) -> Gateway:
     """
     kind = server.gateway_kind
     if kind == BrokerServerGatewayKind.REST_WS:
-        options.setdefault(
-            "dedupes_client_order_ids", server.platform == BrokerServerPlatform.PAPER
-        )
+        options.setdefault("dedupes_client_order_ids", server.dedupes_client_order_ids)
         return RestWsGateway(
             server.base_url,
             _api_key_for(server),

@@ -235,3 +235,64 @@ def test_copy_existing_positions_on_subscribe(world):
     assert CopyInstruction.objects.filter(subscription=late).count() == 2  # ...stored once
     assert len(world.positions(late.follower_account.login)) == 2
     assert world.positions(plain.follower_account.login) == []
+
+
+def test_copy_settings_shape_each_followers_trade(world):
+    """One master trade, many followers with different settings: each gets its own copy."""
+    master = world.master(0, balance=100000)
+    master.account.equity = Decimal("100000")
+    master.account.save(update_fields=["equity"])
+    subs = {
+        "multiplier": world.follower(master, 0, volume_mode=0, risk_multiplier="0.3"),
+        "proportional": world.follower(master, 0, balance=20000, volume_mode=1),
+        "fixed": world.follower(master, 0, volume_mode=2, fixed_volume="0.07"),
+        "equity": world.follower(master, 0, balance=5000, volume_mode=3, fixed_volume="0.4"),
+        "capped": world.follower(master, 0, risk_multiplier="3", max_volume="1.25"),
+        "too_small": world.follower(master, 0, risk_multiplier="0.3", min_volume="0.5"),
+        "reverse": world.follower(master, 0, reverse_direction=1),
+        "no_stops": world.follower(master, 0, copy_sl=0, copy_tp=0),
+        "only_gold": world.follower(master, 0, symbols_mode=1, symbols="XAUUSD"),
+        "not_euro": world.follower(master, 0, symbols_mode=2, symbols="EURUSD"),
+        "close_only": world.follower(master, 0, copy_mode=1),
+        "full": world.follower(master, 0, max_positions=1),
+    }
+    world.start()
+    world.order(master.account.login, volume=1, sl=1.05, tp=1.2)
+    wait_for(
+        lambda: CopyInstruction.objects.filter(status__in=["done", "skipped"]).count() == len(subs),
+        what="every subscription decided and settled",
+    )
+
+    def held(name):
+        positions = world.positions(subs[name].follower_account.login)
+        return [(p["side"], Decimal(str(p["volume"])), p["sl"], p["tp"]) for p in positions]
+
+    assert held("multiplier") == [("buy", Decimal("0.3"), 1.05, 1.2)]
+    assert held("proportional") == [("buy", Decimal("0.2"), 1.05, 1.2)]  # 1 x 20k / 100k
+    assert held("fixed") == [("buy", Decimal("0.07"), 1.05, 1.2)]
+    assert held("equity") == [("buy", Decimal("0.2"), 1.05, 1.2)]  # 0.4 x 5k / 10k
+    assert held("capped") == [("buy", Decimal("1.25"), 1.05, 1.2)]
+    assert held("too_small") == []
+    assert held("reverse") == [("sell", Decimal("1"), 1.2, 1.05)]  # SL and TP swap
+    assert held("no_stops") == [("buy", Decimal("1"), None, None)]
+    assert held("only_gold") == []
+    assert held("not_euro") == []
+    assert held("close_only") == []
+    assert held("full") == [("buy", Decimal("1"), 1.05, 1.2)]
+    reasons = dict(
+        CopyInstruction.objects.filter(status="skipped").values_list("subscription_id", "reason")
+    )
+    assert reasons == {
+        subs["too_small"].id: "VOLUME_BELOW_MINIMUM",
+        subs["only_gold"].id: "SYMBOL_FILTERED",
+        subs["not_euro"].id: "SYMBOL_FILTERED",
+        subs["close_only"].id: "CLOSE_ONLY_MODE",
+    }
+    # max_positions=1: the second master trade is not copied to "full".
+    world.order(master.account.login, volume=1)
+    wait_for(
+        lambda: CopyInstruction.objects.filter(subscription=subs["full"]).count() == 2,
+        what="the second decision",
+    )
+    second = CopyInstruction.objects.filter(subscription=subs["full"]).order_by("id").last()
+    assert second.reason == "MAX_POSITIONS_REACHED"
