@@ -323,10 +323,16 @@ class TradeLink(models.Model):
         CopySubscription, on_delete=models.PROTECT, related_name="trade_links"
     )
     master_account = models.ForeignKey(
-        "accounts.TradingAccount", on_delete=models.PROTECT, related_name="+"
+        "accounts.TradingAccount",
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
     )
     follower_account = models.ForeignKey(
-        "accounts.TradingAccount", on_delete=models.PROTECT, related_name="+"
+        "accounts.TradingAccount",
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
     )
     master_position_id = models.CharField(max_length=64, blank=True)
     master_order_id = models.CharField(max_length=64, blank=True)
@@ -387,10 +393,18 @@ class CopyInstruction(models.Model):
         max_length=8, choices=CopyInstructionOrigin.choices, default=CopyInstructionOrigin.EVENT
     )
     master_event = models.ForeignKey(
-        MasterEvent, on_delete=models.PROTECT, null=True, blank=True, related_name="instructions"
+        MasterEvent,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="instructions",
+        db_index=False,
     )
     subscription = models.ForeignKey(
-        CopySubscription, on_delete=models.PROTECT, related_name="instructions"
+        CopySubscription,
+        on_delete=models.PROTECT,
+        related_name="instructions",
+        db_index=False,
     )
     follower_account = models.ForeignKey(
         "accounts.TradingAccount", on_delete=models.PROTECT, related_name="+"
@@ -447,9 +461,16 @@ class FollowerOrder(models.Model):
     instruction = models.OneToOneField(
         CopyInstruction, on_delete=models.PROTECT, related_name="order"
     )
-    broker_server = models.ForeignKey("brokers.BrokerServer", on_delete=models.PROTECT)
+    # Covered by composite indexes below (or never filtered on alone): no index of their own,
+    # one less index to write per order.
+    broker_server = models.ForeignKey(
+        "brokers.BrokerServer", on_delete=models.PROTECT, db_index=False
+    )
     account = models.ForeignKey(
-        "accounts.TradingAccount", on_delete=models.PROTECT, related_name="+"
+        "accounts.TradingAccount",
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
     )
     client_order_id = models.CharField(max_length=64, unique=True)
     action = models.CharField(max_length=16, choices=CopyInstructionAction.choices)

@@ -31,6 +31,7 @@ from django.utils import timezone
 from accounts.models import TradingAccount
 from brokers.models import Symbol, SymbolMap
 from config.bulk import insert_rows, update_objects
+from config.db import relax_commit
 
 from .. import decision as d
 from ..choices import (
@@ -529,17 +530,23 @@ def fanout_and_execute(*, event_ids: Iterable[int]) -> int:
     return handled
 
 
+FANOUT_CHUNK = 1000
+
+
 def _fanout_account(
     account_id: int, last_id: int, *, kept: list[tuple[int, list[int]]] | None = None
 ) -> int:
-    ready: dict[int, list[int]] = defaultdict(list)
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            # Replayable (see config.db.relax_commit), and in order per master account.
-            cursor.execute(
-                "SET LOCAL synchronous_commit = off; SELECT pg_advisory_xact_lock(%s, %s)",
-                [_FANOUT_LOCK_SPACE, account_id],
-            )
+    """Fans out the pending events of one master account up to `last_id`, in order.
+
+    A session advisory lock on the account keeps one fan-out per master at a time across
+    its transactions. Each event's subscriptions are decided in chunks, each committed and
+    its orders queued at once, so the first followers' orders are on their way while the
+    rest are still being decided. A crash between chunks leaves the event pending; the
+    re-run inserts nothing twice (unique per event and subscription) and finishes it.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s, %s)", [_FANOUT_LOCK_SPACE, account_id])
+    try:
         events = list(
             MasterEvent.objects.filter(account_id=account_id, id__lte=last_id)
             .exclude(fanout_state=MasterEventFanoutState.DONE)
@@ -547,22 +554,55 @@ def _fanout_account(
             .order_by("id")
         )
         for event in events:
-            for server_id, ids in _fanout_event(event).items():
-                ready[server_id].extend(ids)
-        done_at = timezone.now()
-        for event in events:
-            event.fanout_state = MasterEventFanoutState.DONE
-            event.fanout_started_at = event.fanout_done_at = done_at
-        update_objects(
-            events,
-            columns=["fanout_state", "fanout_started_at", "fanout_done_at", "decision_context"],
-        )
+            subscriptions = list(
+                CopySubscription.objects.filter(master_account_id=event.account_id)
+                .select_related("master", "follower", "follower_account__broker_server")
+                .order_by("id")
+            )
+            chunks = [
+                subscriptions[i : i + FANOUT_CHUNK]
+                for i in range(0, len(subscriptions), FANOUT_CHUNK)
+            ] or [[]]
+            for chunk in chunks:
+                # A small fan-out sends its orders from this task (no second queue hop);
+                # a large one hands every chunk to the execute workers at once.
+                inline = kept if len(chunks) == 1 else None
+                _fanout_chunk(event, chunk, inline=inline)
+            with transaction.atomic():
+                relax_commit()
+                event.fanout_state = MasterEventFanoutState.DONE
+                event.fanout_started_at = event.fanout_done_at = timezone.now()
+                update_objects(
+                    [event],
+                    columns=[
+                        "fanout_state",
+                        "fanout_started_at",
+                        "fanout_done_at",
+                        "decision_context",
+                    ],
+                )
+        return len(events)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_FANOUT_LOCK_SPACE, account_id])
+
+
+def _fanout_chunk(
+    event: MasterEvent,
+    subscriptions: list[CopySubscription],
+    *,
+    inline: list[tuple[int, list[int]]] | None,
+) -> None:
+    if not subscriptions:
+        return
+    with transaction.atomic():
+        relax_commit()  # replayable: see config.db.relax_commit
+        ready = _fanout_event(event, subscriptions=subscriptions)
         if ready:
 
             def after_commit() -> None:
-                first = enqueue_execution(ready, keep_first=kept is not None)
-                if first is not None and kept is not None:
-                    kept.append(first)
+                first = enqueue_execution(ready, keep_first=inline is not None)
+                if first is not None and inline is not None:
+                    inline.append(first)
 
             transaction.on_commit(after_commit)
-    return len(events)
