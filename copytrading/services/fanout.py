@@ -302,7 +302,7 @@ _LINK_COLUMNS = (
     "created_at",
     "updated_at",
 )
-_INSTRUCTION_COLUMNS = (
+INSTRUCTION_COLUMNS = (
     "origin",
     "master_event",
     "subscription",
@@ -458,7 +458,7 @@ def _fanout_event(
                 "decision": decision.to_dict(),
             }
         )
-    inserted = insert_rows(CopyInstruction, rows, columns=_INSTRUCTION_COLUMNS)
+    inserted = insert_rows(CopyInstruction, rows, columns=INSTRUCTION_COLUMNS)
     if shared is not None:
         event.decision_context = shared
     ready: dict[int, list[int]] = defaultdict(list)

@@ -164,7 +164,16 @@ def positions_push(*, link_ids: list[int]) -> int:
         # Redis down, refusing, timing out or full: all mean the same here, so one
         # broad catch; the traceback would only add noise to a known outage.
         logger.warning(
-            "live push of %d trade links dropped, channel layer unavailable: %r", len(links), exc
+            "live push of %d trade links dropped, channel layer unavailable: %s",
+            len(links),
+            _first_cause(exc),
         )
         return 0
     return len(links)
+
+
+def _first_cause(exc: BaseException) -> str:
+    # A TaskGroup wraps the failures in an ExceptionGroup; the first one says it all.
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -44,6 +44,7 @@ from ..choices import (
 )
 from ..listeners import open_positions_from_events
 from ..models import CopyInstruction, CopySubscription, TradeLink
+from .fanout import INSTRUCTION_COLUMNS
 
 REPAIR_RULE_VERSION = "repair-1"
 _OPEN_WORK = [
@@ -245,30 +246,7 @@ def reconcile_account(
             TradeLink.objects.filter(id__in=reopen).update(
                 status=TradeLinkStatus.OPENING, follower_position_id="", updated_at=now
             )
-        inserted = insert_rows(
-            CopyInstruction,
-            rows,
-            columns=(
-                "origin",
-                "master_event",
-                "subscription",
-                "follower_account",
-                "trade_link",
-                "action",
-                "status",
-                "reason",
-                "detail",
-                "rule_version",
-                "client_order_id",
-                "follower_symbol",
-                "side",
-                "volume",
-                "attempts",
-                "created_at",
-                "inputs",
-                "decision",
-            ),
-        )
+        inserted = insert_rows(CopyInstruction, rows, columns=INSTRUCTION_COLUMNS)
         for sub in subs:
             if sub.id not in trouble:
                 status = SubscriptionSyncStatus.IN_SYNC
