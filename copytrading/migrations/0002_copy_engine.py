@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('accounts', '0004_customer_api_token'),
+        ('accounts', '0002_initial'),
         ('brokers', '0002_dedupes_client_order_ids'),
         ('copytrading', '0001_initial'),
     ]
