@@ -53,3 +53,29 @@ class TradingAccountAdmin(SimpleHistoryAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
         return False
+
+
+# Client API tokens (issue 6); imported here to keep this block appended.
+from .models import CustomerApiToken  # noqa: E402
+
+
+@admin.register(CustomerApiToken)
+class CustomerApiTokenAdmin(admin.ModelAdmin):
+    """Read-only: tokens are issued by /auth/login and revoked by /auth/logout; the stored
+    hash is not a secret, but nothing here can make or change a token."""
+
+    list_display = ("id", "customer", "created_at", "expires_at", "revoked_at")
+    list_filter = ("revoked_at",)
+    search_fields = ("customer__name", "customer__email", "customer__user__username")
+    list_select_related = ("customer",)
+    fields = ("customer", "created_at", "expires_at", "revoked_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False

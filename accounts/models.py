@@ -74,3 +74,28 @@ class TradingAccount(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.login}"
+
+
+class CustomerApiToken(models.Model):
+    """A bearer token of the client API, issued by `POST /auth/login` to one customer.
+
+    Guards: only the SHA-256 of the token is stored (unique, so indexed), so a copy of the
+    database gives no usable token; a token is good only before `expires_at` and while
+    `revoked_at` is empty (logout sets it; the row stays as a record of the login).
+    `session_key` is the session made by the same login, so that logging out with either
+    ends both.
+    """
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="api_tokens")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    session_key = models.CharField(max_length=40, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = "customer API token"
+
+    def __str__(self) -> str:
+        return f"API token {self.id} of customer {self.customer_id}"

@@ -1,6 +1,8 @@
 from django.contrib import admin
+from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, JsonResponse
-from django.urls import path
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config.services import service_status
 
@@ -18,4 +20,13 @@ admin.site.index_title = "Operations, compliance and support"
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    # Client API (spec/client-api.md): public schema, docs for staff only.
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path(
+        "api/docs/",
+        staff_member_required(SpectacularSwaggerView.as_view(url_name="api-schema")),
+        name="api-docs",
+    ),
+    path("", include("accounts.api.urls")),
+    path("", include("copytrading.api.urls")),
 ]

@@ -191,3 +191,55 @@ REST_FRAMEWORK: dict = {}
 
 # Staff reasons are free text of any length; keep them whole in history.
 SIMPLE_HISTORY_HISTORY_CHANGE_REASON_USE_TEXT_FIELD = True
+
+# Client REST API (spec/client-api.md) -----------------------------------------------
+INSTALLED_APPS += ["drf_spectacular", "drf_spectacular_sidecar"]
+
+REST_FRAMEWORK.update(
+    {
+        "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+        # Per-IP limits count the connecting address. Behind N trusted proxies set
+        # API_NUM_PROXIES=N; the default 0 ignores X-Forwarded-For, which anyone can forge.
+        "NUM_PROXIES": env.int("API_NUM_PROXIES", default=0),
+        # Counted in the default cache (Redis), so all servers share one count.
+        "DEFAULT_THROTTLE_RATES": {
+            "api_ip": env.str("API_RATE_PER_IP", default="600/min"),
+            "api_customer": env.str("API_RATE_PER_CUSTOMER", default="300/min"),
+            "api_login": env.str("API_RATE_LOGIN_PER_IP", default="20/min"),
+        },
+    }
+)
+API_THROTTLE_KEY_PREFIX = "api-throttle"
+# A bearer token (and the session of the same login) lives this long.
+API_TOKEN_LIFETIME_SECONDS = env.int("API_TOKEN_LIFETIME_SECONDS", default=12 * 3600)
+# A terminal's request is a few hundred bytes; larger bodies are refused unread.
+API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=64 * 1024)
+API_PAGE_SIZE = 100
+API_MAX_PAGE_SIZE = 1000
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Copy-trading client API",
+    "DESCRIPTION": "The REST API a customer's terminal calls (spec/client-api.md). "
+    "Every path also answers with a trailing slash. Errors answer "
+    '`{"error": CODE, "message": ..., "fields"?: {...}}`.',
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_AUTHENTICATION": [],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_GENERATE_CHOICE_DESCRIPTION": False,
+    # Integer enums share value sets (flags, modes, statuses): name them by their values
+    # (the API's integer choices are labelled by their own value).
+    "ENUM_NAME_OVERRIDES": {
+        "ZeroOrOneEnum": [(0, 0), (1, 1)],
+        "ZeroToTwoEnum": [(0, 0), (1, 1), (2, 2)],
+        "ZeroToThreeEnum": [(0, 0), (1, 1), (2, 2), (3, 3)],
+        "FollowerModesEnum": [(1, 1), (2, 2), (3, 3)],
+        "TradeLinkStatusEnum": ["open", "closed", "failed", "skipped"],
+        "RewardStatusEnum": ["accrued", "settled", "reversed"],
+    },
+    "PREPROCESSING_HOOKS": ["copytrading.api.schema.drop_trailing_slash_twins"],
+    # The machine serving the docs may have no internet: assets come from the sidecar app.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}

@@ -30,6 +30,8 @@ class ClientApiView(APIView):
     content_negotiation_class = JSONOnlyNegotiation
     throttle_classes = [CustomerRateThrottle]
     ip_throttle_classes: list[type] = [IpRateThrottle]
+    # No OPTIONS: the OpenAPI schema describes the API; a method a path lacks is a 405.
+    http_method_names = ["get", "post", "put", "delete", "head"]
 
     def get_exception_handler(self) -> Any:
         return api_exception_handler

@@ -67,27 +67,25 @@ def error_response(
     return Response(body, status=STATUS_BY_CODE[code], headers=dict(headers or {}))
 
 
-def flatten_detail(detail: Any, prefix: str = "") -> dict[str, list[str]]:
-    """DRF's nested error detail as `{"field": ["message", ...]}`; body-level errors under "body"."""
+def flatten_detail(detail: Any, name: str = "") -> dict[str, list[str]]:
+    """DRF's nested error detail as `{"field": ["message", ...]}`; body-level errors under
+    "body", nested ones under "outer.inner"."""
+    flat: dict[str, list[str]] = {}
     if isinstance(detail, Mapping):
-        flat: dict[str, list[str]] = {}
         for key, value in detail.items():
-            name = "body" if key == "non_field_errors" and not prefix else f"{prefix}{key}"
-            for sub_name, messages in flatten_detail(value, f"{name}.").items():
-                flat.setdefault(sub_name, []).extend(messages)
-        return flat
-    name = prefix[:-1] if prefix else "body"
-    if isinstance(detail, list | tuple):
-        messages: list[str] = []
-        for item in detail:
-            if isinstance(item, Mapping | list | tuple):
-                for sub_name, sub_messages in flatten_detail(item, prefix).items():
-                    if sub_name == name:
-                        messages.extend(sub_messages)
+            if not name:
+                sub = "body" if key == "non_field_errors" else str(key)
             else:
-                messages.append(str(item))
-        return {name: messages}
-    return {name: [str(detail)]}
+                sub = f"{name}.{key}"
+            for sub_name, messages in flatten_detail(value, sub).items():
+                flat.setdefault(sub_name, []).extend(messages)
+    elif isinstance(detail, list | tuple):
+        for item in detail:
+            for sub_name, messages in flatten_detail(item, name).items():
+                flat.setdefault(sub_name, []).extend(messages)
+    else:
+        flat[name or "body"] = [str(detail)]
+    return flat
 
 
 def validation_message(fields: Mapping[str, list[str]]) -> str:
@@ -108,7 +106,7 @@ def api_exception_handler(exc: Exception, context: Mapping[str, Any]) -> Respons
         return error_response("VALIDATION_ERROR", validation_message(fields), fields=fields)
     if isinstance(exc, drf.ParseError):
         return error_response(
-            "VALIDATION_ERROR", f"Malformed body: {exc.detail}", fields={"body": [str(exc.detail)]}
+            "VALIDATION_ERROR", str(exc.detail), fields={"body": [str(exc.detail)]}
         )
     if isinstance(exc, drf.UnsupportedMediaType):
         # The spec has no 415; a body that is not JSON is a body that is not a JSON object.
@@ -121,9 +119,7 @@ def api_exception_handler(exc: Exception, context: Mapping[str, Any]) -> Respons
         message = (
             str(exc.detail)
             if isinstance(exc, drf.AuthenticationFailed)
-            else (
-                "A customer session is required: Authorization: Bearer <token> or the session cookie."
-            )
+            else "A customer session is required: a bearer token or the session cookie."
         )
         response = error_response("INVALID_CUSTOMER_SESSION", message)
         if getattr(exc, "auth_header", None):

@@ -94,7 +94,7 @@ class DecimalInField(serializers.Field):
     """
 
     default_error_messages = {
-        "invalid": "must be a decimal number (a JSON number or a string like \"0.5\")",
+        "invalid": 'must be a decimal number (a JSON number or a string like "0.5")',
         "range": "must be {bound} and <= {high}",
         "places": "must have at most {places} decimal places",
     }

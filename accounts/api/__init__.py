@@ -1,0 +1,1 @@
+"""Customer authentication of the client API: login, logout, tokens, sessions."""
