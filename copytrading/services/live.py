@@ -35,9 +35,11 @@ STAFF_GROUP = "live.positions.staff"
 # The Channels message type; consumers handle it in `position_update`.
 POSITION_UPDATE = "position.update"
 
-# Group sends in flight at once on the push's event loop: enough to hide Redis round
-# trips, few enough that one push does not open hundreds of connections.
-SEND_CONCURRENCY = 64
+# Group sends in flight at once on the push's event loop. The cost is Python (redis-py,
+# msgpack), not Redis round trips: for a 1,000-link burst, 8 in flight was fastest of
+# 1-64 (benchmarks/live_push_bench.py). redis-py's pool refuses a 101st connection, so
+# keep this well under 100.
+SEND_CONCURRENCY = 8
 
 # One staff message carries at most this many links, so a huge push does not become one
 # multi-megabyte WebSocket frame (a 1,000-fill burst is still a single message).
@@ -176,4 +178,6 @@ def _first_cause(exc: BaseException) -> str:
     # A TaskGroup wraps the failures in an ExceptionGroup; the first one says it all.
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {PUSH_TIMEOUT_SECONDS} s"
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
