@@ -92,7 +92,13 @@ CACHES = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 30},
+        "CONFIG": {
+            "hosts": [REDIS_URL],
+            "capacity": 1000,
+            "expiry": 30,
+            # Several deployments (or test runs) on one Redis keep their groups apart.
+            "prefix": env.str("CHANNELS_PREFIX", default="asgi"),
+        },
     }
 }
 
@@ -238,6 +244,10 @@ SPECTACULAR_SETTINGS = {
         "RewardStatusEnum": ["accrued", "settled", "reversed"],
     },
     "PREPROCESSING_HOOKS": ["copytrading.api.schema.drop_trailing_slash_twins"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "copytrading.api.schema.query_parameters_may_be_empty",
+    ],
     # The machine serving the docs may have no internet: assets come from the sidecar app.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
