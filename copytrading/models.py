@@ -51,6 +51,10 @@ class CopyMaster(models.Model):
     allowed_follower_modes = models.PositiveSmallIntegerField(
         choices=CopyMasterAllowedFollowerModes.choices, default=CopyMasterAllowedFollowerModes.BOTH
     )
+    paused = models.BooleanField(
+        default=False, help_text="Paused by staff: no new copies for any follower."
+    )
+    paused_reason = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     deleted_at = models.DateTimeField(null=True, blank=True, editable=False)

@@ -1,11 +1,33 @@
-"""Switches that stop new openings (kill switch, per server, per master).
+"""Switches that stop new openings: the platform kill switch and a staff pause of a master.
 
-The copy engine asks `opening_blocked` when it claims opening instructions; closes
-never ask. The risk app's switches plug in here (issue: risk limits); until then no
-switch exists and nothing is blocked.
+The copy engine reads them twice: when deciding (KillSwitches in the decision inputs,
+so the skip carries its reason) and when claiming opening orders (`opening_blocked`,
+read in the claim's transaction), so an order decided just before a switch goes on is
+still not sent. Closes never ask.
 """
+
+from django.db import connection
+
+
+def kill_switch_active() -> bool:
+    """True while the platform-wide kill switch is on."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT active FROM risk_killswitch WHERE id = 1 FOR SHARE")
+        row = cursor.fetchone()
+    return bool(row and row[0])
 
 
 def opening_blocked(*, subscription_ids: list[int]) -> dict[int, str]:
     """{subscription id: reason code} of subscriptions whose openings a switch stops now."""
-    return {}
+    if not subscription_ids:
+        return {}
+    if kill_switch_active():
+        return dict.fromkeys(subscription_ids, "KILL_SWITCH")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT s.id FROM copytrading_copysubscription s "
+            "JOIN copytrading_copymaster m ON m.id = s.master_id "
+            "WHERE s.id = ANY(%s) AND m.paused FOR SHARE OF m",
+            [subscription_ids],
+        )
+        return {row[0]: "MASTER_PAUSED" for row in cursor.fetchall()}

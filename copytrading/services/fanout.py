@@ -228,6 +228,7 @@ def build_inputs(
         .values_list("subscription_id", "n")
     )
     account_maps = _account_maps([s.follower_account_id for s in subscriptions], master_server.id)
+    switches = _switches(subscriptions[0].master.paused if subscriptions else False)
     result = []
     for sub in subscriptions:
         follower_account = sub.follower_account
@@ -259,9 +260,16 @@ def build_inputs(
             link=state,
             open_copied_positions=open_counts.get(sub.id, 0),
             fx_rate=Decimal(1) if follower_account.currency == master_account.currency else None,
+            kill_switches=switches,
         )
         result.append((sub, inputs, link))
     return result
+
+
+def _switches(master_paused: bool) -> d.KillSwitches:
+    from risk.switches import kill_switch_active
+
+    return d.KillSwitches(platform=kill_switch_active(), master=master_paused)
 
 
 # -- fan-out ------------------------------------------------------------------------

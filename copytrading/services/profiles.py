@@ -204,6 +204,55 @@ def master_delete(*, master: CopyMaster, actor: Any) -> None:
     _soft_delete(master, actor=actor, reason="master profile deleted")
 
 
+@transaction.atomic
+def master_pause(*, master: CopyMaster, reason: str, actor: Any) -> CopyMaster:
+    """Staff pause of a master: no new copies for any follower from the moment this commits
+    (the engine reads the flag when deciding and again when claiming opening orders);
+    closes of what was copied still go through."""
+    if not reason.strip():
+        raise validation_error("reason", "a reason is required")
+    master = CopyMaster.objects.select_for_update().get(pk=master.pk)
+    master.paused = True
+    master.paused_reason = reason
+    save_audited(master, actor=actor, reason=reason)
+    return master
+
+
+@transaction.atomic
+def master_resume(*, master: CopyMaster, reason: str, actor: Any) -> CopyMaster:
+    """Ends a staff pause of a master."""
+    master = CopyMaster.objects.select_for_update().get(pk=master.pk)
+    master.paused = False
+    master.paused_reason = ""
+    save_audited(master, actor=actor, reason=reason or "resumed")
+    return master
+
+
+@transaction.atomic
+def follower_pause(*, follower: CopyFollower, reason: str, actor: Any) -> int:
+    """Pauses every live subscription of a follower; returns how many changed."""
+    if not reason.strip():
+        raise validation_error("reason", "a reason is required")
+    changed = 0
+    for sub in CopySubscription.objects.filter(follower=follower).order_by("id"):
+        if sub.status == CopySubscriptionStatus.ACTIVE:
+            subscription_pause(subscription=sub, reason=reason, actor=actor)
+            changed += 1
+    return changed
+
+
+@transaction.atomic
+def follower_resume(*, follower: CopyFollower, reason: str, actor: Any) -> int:
+    """Resumes every paused subscription of a follower (risk stops stay); returns how many."""
+    changed = 0
+    for sub in CopySubscription.objects.filter(
+        follower=follower, status=CopySubscriptionStatus.PAUSED
+    ).order_by("id"):
+        subscription_resume(subscription=sub, reason=reason or "resumed", actor=actor)
+        changed += 1
+    return changed
+
+
 # Followers -------------------------------------------------------------------
 
 

@@ -296,3 +296,34 @@ def test_copy_settings_shape_each_followers_trade(world):
     )
     second = CopyInstruction.objects.filter(subscription=subs["full"]).order_by("id").last()
     assert second.reason == "MAX_POSITIONS_REACHED"
+
+
+def test_kill_switch_and_master_pause_stop_openings_not_closes(world):
+    from copytrading.services import master_pause, master_resume
+    from risk.services import kill_switch_set
+
+    master = world.master(0)
+    sub = world.follower(master, 0)
+    world.start()
+    first = world.order(master.account.login, volume=1)
+    world.wait_links(sub, "open")
+    kill_switch_set(active=True, reason="venue incident", actor=None)
+    world.order(master.account.login, volume=1)
+    killed = wait_for(
+        lambda: CopyInstruction.objects.filter(subscription=sub, reason="KILL_SWITCH").first(),
+        what="the kill switch skip",
+    )
+    assert killed.status == "skipped"
+    world.close(master.account.login, first["position_id"])  # closes still go through
+    world.wait_links(sub, "closed")
+    kill_switch_set(active=False, reason="resolved", actor=None)
+    master_pause(master=master, reason="strategy under review", actor=None)
+    world.order(master.account.login, volume=1)
+    wait_for(
+        lambda: CopyInstruction.objects.filter(subscription=sub, reason="KILL_SWITCH").count() == 2,
+        what="the master pause skip",
+    )
+    master_resume(master=master, reason="review done", actor=None)
+    world.order(master.account.login, volume=1)
+    world.wait_links(sub, "open")
+    assert len(world.positions(sub.follower_account.login)) == 1
