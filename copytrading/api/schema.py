@@ -84,3 +84,14 @@ class DecimalInFieldSchema(OpenApiSerializerFieldExtension):
 def drop_trailing_slash_twins(endpoints: list[tuple], **kwargs: Any) -> list[tuple]:
     """Preprocessing hook: `/x/` answers like `/x`; the schema lists `/x` only."""
     return [endpoint for endpoint in endpoints if not endpoint[0].endswith("/")]
+
+
+def query_parameters_may_be_empty(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """Postprocessing hook: `?status=&limit=` (an empty value) means "not given" in this API,
+    as the spec writes its filters; say so on every query parameter."""
+    for item in result.get("paths", {}).values():
+        for operation in item.values():
+            for parameter in operation.get("parameters", []):
+                if parameter.get("in") == "query":
+                    parameter["allowEmptyValue"] = True
+    return result

@@ -39,7 +39,7 @@ from . import selectors
 from .base import ClientApiView
 from .errors import ApiError
 from .fields import MAX_BIGINT
-from .pagination import page_bounds, paginate
+from .pagination import MAX_OFFSET, page_bounds, paginate
 from .schema import error_responses
 from .serializers import (
     TRADE_LINK_STATUSES,
@@ -63,11 +63,16 @@ CUSTOMER_REASON = "customer via API"
 PAGE_PARAMETERS = [
     OpenApiParameter(
         "limit",
-        OpenApiTypes.INT,
-        description="Rows per page: 1 or more (default 100, cut to 1000).",
+        {"type": "integer", "minimum": 1},
+        description="Rows per page (default 100; more than 1000 is cut to 1000).",
     ),
-    OpenApiParameter("offset", OpenApiTypes.INT, description="Rows to skip (default 0)."),
+    OpenApiParameter(
+        "offset",
+        {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET},
+        description="Rows to skip (default 0).",
+    ),
 ]
+LOGIN_FILTER = {"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_BIGINT}
 ID_PARAMETER = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH)
 FLAG_FIELDS = {
     "enabled",
@@ -195,8 +200,8 @@ class TradeLinkListApi(ClientApiView):
         parameters=[
             *PAGE_PARAMETERS,
             OpenApiParameter("status", OpenApiTypes.STR, enum=TRADE_LINK_STATUSES),
-            OpenApiParameter("master_login", OpenApiTypes.INT),
-            OpenApiParameter("follower_login", OpenApiTypes.INT),
+            OpenApiParameter("master_login", LOGIN_FILTER),
+            OpenApiParameter("follower_login", LOGIN_FILTER),
         ],
         responses={200: TradeLinkSerializer(many=True), **error_responses("VALIDATION_ERROR")},
     )
