@@ -1,6 +1,8 @@
 """Routes of /auth/ (with or without a trailing slash, like /copytrade/)."""
 
-from django.urls import path
+from django.urls import path, re_path
+
+from copytrading.api.base import NotFoundApi
 
 from .views import LoginApi, LogoutApi
 
@@ -9,4 +11,5 @@ urlpatterns = [
     path("auth/login/", LoginApi.as_view()),
     path("auth/logout", LogoutApi.as_view(), name="auth-logout"),
     path("auth/logout/", LogoutApi.as_view()),
+    re_path(r"^auth(/.*)?$", NotFoundApi.as_view()),
 ]

@@ -4,6 +4,7 @@ from typing import Any
 
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
+from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.api.authentication import (
@@ -58,3 +59,18 @@ class ClientApiView(APIView):
             message = "The body must be a JSON object."
             raise ApiError("VALIDATION_ERROR", message, fields={"body": [message]})
         return data
+
+
+class NotFoundApi(ClientApiView):
+    """Unknown paths under the API prefixes: the spec's NOT_FOUND, not Django's HTML page."""
+
+    authentication_classes: list[type] = []
+    permission_classes: list[type] = []
+    throttle_classes: list[type] = []
+    schema = None  # not an operation of the API
+    http_method_names = ["get", "post", "put", "patch", "delete", "head"]
+
+    def _not_found(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        raise ApiError("NOT_FOUND", "No such endpoint.")
+
+    get = post = put = patch = delete = _not_found

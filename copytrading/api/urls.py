@@ -4,32 +4,15 @@ which a terminal's POST would not follow); anything else under /copytrade/ is a 
 from typing import Any
 
 from django.urls import URLPattern, path, re_path
-from rest_framework.request import Request
-from rest_framework.response import Response
 
 from . import schema as _schema  # noqa: F401 - registers the OpenAPI extensions
 from . import views
-from .base import ClientApiView
-from .errors import ApiError
+from .base import NotFoundApi
 
 
 def twin_paths(route: str, view: Any, name: str) -> list[URLPattern]:
     """`route` and `route/`, one view; the schema lists the first only."""
     return [path(route, view, name=name), path(route + "/", view)]
-
-
-class NotFoundApi(ClientApiView):
-    """Unknown paths under the API prefixes: the spec's NOT_FOUND, not Django's HTML page."""
-
-    authentication_classes: list[type] = []
-    permission_classes: list[type] = []
-    throttle_classes: list[type] = []
-    schema = None  # not an operation of the API
-
-    def _not_found(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        raise ApiError("NOT_FOUND", "No such endpoint.")
-
-    get = post = put = patch = delete = _not_found
 
 
 not_found = NotFoundApi.as_view()

@@ -296,6 +296,8 @@ def test_bad_trade_link_filters(alice, query, field):
 
 def test_unknown_paths_and_methods_answer_in_the_error_shape(alice):
     assert_error(alice.client.get("/copytrade/unknown"), 404, "NOT_FOUND")
+    assert_error(alice.client.patch("/copytrade/master/1/extra"), 404, "NOT_FOUND")
+    assert_error(alice.client.post("/auth/register", {}, format="json"), 404, "NOT_FOUND")
     assert_error(alice.client.get("/copytrade/master"), 405, "METHOD_NOT_ALLOWED")
     response = alice.client.patch(f"/copytrade/master/{alice.master.pk}", {}, format="json")
     assert_error(response, 405, "METHOD_NOT_ALLOWED")
