@@ -79,6 +79,7 @@ class CopyInstructionStatus(models.TextChoices):
 class CopyInstructionOrigin(models.TextChoices):
     EVENT = "event", "Master event"
     REPAIR = "repair", "Reconciliation repair"
+    STAFF = "staff", "Staff remedy"
 
 
 class FollowerOrderStatus(models.TextChoices):

@@ -536,3 +536,46 @@ class Fill(models.Model):
 
     def __str__(self) -> str:
         return f"{self.volume} @ {self.price}"
+
+
+# Staff remedies (issue 7); appended, so its import stays here.
+from django.conf import settings  # noqa: E402
+
+
+class DriftDismissal(models.Model):
+    """A staff decision to leave a drifting position as it is, with who, when and why.
+
+    Guards: the record of the decision is kept (never edited or deleted from the admin);
+    `position_key` names what was dismissed: a follower venue position (an orphan, or a
+    position the back office did not open) or a master position without its copy, so the
+    drift page stops offering a remedy for it. One dismissal per (follower account, key).
+    """
+
+    follower_account = models.ForeignKey(
+        "accounts.TradingAccount", on_delete=models.PROTECT, related_name="+"
+    )
+    subscription = models.ForeignKey(
+        CopySubscription, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    trade_link = models.ForeignKey(
+        TradeLink, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    position_key = models.CharField(
+        max_length=80, help_text="f:<follower position id> or m:<master position id>"
+    )
+    reason = models.TextField()
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["follower_account", "position_key"], name="driftdismissal_once_per_position"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Dismissed {self.position_key} on {self.follower_account_id}"
