@@ -542,15 +542,28 @@ class Fill(models.Model):
 from django.conf import settings  # noqa: E402
 
 
-class DriftDismissal(models.Model):
-    """A staff decision to leave a drifting position as it is, with who, when and why.
+class StaffRemedyKind(models.TextChoices):
+    FORCE_CLOSE = "force_close", "Force-close a copied position"
+    RESYNC = "resync", "Re-sync (reconcile now)"
+    DRIFT_CLOSE = "drift_close", "Drift: close the position"
+    DRIFT_ADOPT = "drift_adopt", "Drift: adopt (link to the master position)"
+    DRIFT_REOPEN = "drift_reopen", "Drift: re-open the copy"
+    DRIFT_DISMISS = "drift_dismiss", "Drift: dismiss"
 
-    Guards: the record of the decision is kept (never edited or deleted from the admin);
-    `position_key` names what was dismissed: a follower venue position (an orphan, or a
-    position the back office did not open) or a master position without its copy, so the
-    drift page stops offering a remedy for it. One dismissal per (follower account, key).
+
+class StaffRemedy(models.Model):
+    """One staff remedy (force-close, re-sync, a drift close, adopt, re-open or dismissal),
+    with who, when and why: the audit trail of copytrading.services.remedies.
+
+    Guards: rows are evidence, written only by the remedy services and never edited;
+    `position_key` names what the remedy was about (`f:<follower position id>` or
+    `m:<master position id>`); a drift is dismissed at most once per (follower account,
+    position key), so the drift page stops offering remedies for it. The order a remedy
+    sent is `instruction` (origin `staff`), whose client order id makes a double click
+    send nothing twice.
     """
 
+    kind = models.CharField(max_length=16, choices=StaffRemedyKind.choices)
     follower_account = models.ForeignKey(
         "accounts.TradingAccount", on_delete=models.PROTECT, related_name="+"
     )
@@ -560,10 +573,12 @@ class DriftDismissal(models.Model):
     trade_link = models.ForeignKey(
         TradeLink, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
-    position_key = models.CharField(
-        max_length=80, help_text="f:<follower position id> or m:<master position id>"
+    instruction = models.ForeignKey(
+        CopyInstruction, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
+    position_key = models.CharField(max_length=80, blank=True)
     reason = models.TextField()
+    outcome = models.CharField(max_length=500, blank=True)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
@@ -573,9 +588,12 @@ class DriftDismissal(models.Model):
         ordering = ["-id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["follower_account", "position_key"], name="driftdismissal_once_per_position"
+                fields=["follower_account", "position_key"],
+                condition=Q(kind="drift_dismiss"),
+                name="staffremedy_one_dismissal_per_position",
             ),
         ]
+        indexes = [models.Index(fields=["follower_account", "kind"], name="staffremedy_account")]
 
     def __str__(self) -> str:
-        return f"Dismissed {self.position_key} on {self.follower_account_id}"
+        return f"{self.get_kind_display()} on {self.follower_account_id}"
