@@ -333,3 +333,12 @@ class FillAdmin(ReadOnlyAdmin):
     search_fields = ("=order__client_order_id", "=venue_position_id")
     list_select_related = ("order",)
     show_full_result_count = False
+
+
+from .models import StaffRemedy  # noqa: E402
+
+
+@admin.register(StaffRemedy)
+class StaffRemedyAdmin(ReadOnlyAdmin):
+    list_display = ("id", "kind", "follower_account", "subscription", "actor", "created_at")
+    list_select_related = ("follower_account", "subscription", "actor")
