@@ -9,7 +9,7 @@ import secrets
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from ..choices import CustomerStatus
@@ -59,3 +59,13 @@ def customer_token_revoke(*, token: CustomerApiToken) -> None:
     CustomerApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
         revoked_at=timezone.now()
     )
+
+
+def customer_tokens_purge(*, older_than: timedelta = timedelta(days=1)) -> int:
+    """Deletes token rows expired or revoked more than `older_than` ago; returns how many.
+    (They can never authenticate again; keeping them a day helps support answer questions.)"""
+    cutoff = timezone.now() - older_than
+    deleted, _ = CustomerApiToken.objects.filter(
+        Q(expires_at__lt=cutoff) | Q(revoked_at__lt=cutoff)
+    ).delete()
+    return deleted

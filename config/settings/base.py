@@ -173,6 +173,7 @@ CELERY_BEAT_SCHEDULE = {
     "sync-accounts": {"task": "brokers.sync_accounts", "schedule": 60.0},
     "recover-instructions": {"task": "copytrading.recover_instructions", "schedule": 5.0},
     "reconcile-followers": {"task": "copytrading.reconcile_followers", "schedule": 30.0},
+    "purge-api-tokens": {"task": "accounts.purge_api_tokens", "schedule": 3600.0},
 }
 
 # Listeners: shards per broker server, and how long one listener task runs before it

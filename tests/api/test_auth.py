@@ -180,3 +180,19 @@ def test_cookie_writes_need_csrf_token_writes_do_not(alice):
     assert (
         bearer.put(f"/copytrade/follower/{alice.follower.pk}", {}, format="json").status_code == 200
     )
+
+
+def test_expired_and_revoked_tokens_are_purged(alice):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from accounts.api.tokens import customer_token_issue, customer_tokens_purge
+    from accounts.models import CustomerApiToken
+
+    _raw, old = customer_token_issue(customer=alice.customer)
+    _raw, fresh = customer_token_issue(customer=alice.customer)
+    CustomerApiToken.objects.filter(pk=old.pk).update(expires_at=timezone.now() - timedelta(days=2))
+    assert customer_tokens_purge() == 1
+    assert CustomerApiToken.objects.filter(pk=fresh.pk).exists()
+    assert not CustomerApiToken.objects.filter(pk=old.pk).exists()
