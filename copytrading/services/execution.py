@@ -146,6 +146,8 @@ def _claim(server_id: int, instruction_ids: list[int]) -> list[Claimed]:
             CopyInstruction.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(id__in=instruction_ids, status=Status.READY)
             .select_related("follower_account", "trade_link")
+            # The stored inputs are for audit and replay; sending needs only the decision.
+            .defer("inputs")
             .order_by("id")
         )
         if not instructions:
