@@ -1,10 +1,19 @@
+"""Customers, trading accounts and API tokens in the staff admin (django-unfold skin).
+
+Support finds a customer here and goes from the account to its follower profile
+(pause, resume, live positions); nobody deletes a customer or an account.
+"""
+
 from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
+from unfold.admin import ModelAdmin, TabularInline
 
 from .models import Customer, TradingAccount
 
 
-class TradingAccountInline(admin.TabularInline):
+class TradingAccountInline(TabularInline):
     model = TradingAccount
     fields = ("login", "broker_server", "mode", "currency", "balance", "equity", "status")
     readonly_fields = fields
@@ -17,7 +26,7 @@ class TradingAccountInline(admin.TabularInline):
 
 
 @admin.register(Customer)
-class CustomerAdmin(SimpleHistoryAdmin):
+class CustomerAdmin(SimpleHistoryAdmin, ModelAdmin):
     list_display = ("id", "name", "email", "country", "status", "created_at")
     list_filter = ("status", "country")
     search_fields = ("name", "email", "user__username", "accounts__login")
@@ -31,7 +40,7 @@ class CustomerAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(TradingAccount)
-class TradingAccountAdmin(SimpleHistoryAdmin):
+class TradingAccountAdmin(SimpleHistoryAdmin, ModelAdmin):
     list_display = (
         "login",
         "broker_server",
@@ -44,12 +53,18 @@ class TradingAccountAdmin(SimpleHistoryAdmin):
         "margin",
         "snapshot_at",
         "status",
+        "copying",
     )
     list_filter = ("mode", "status", "broker_server", "currency")
     search_fields = ("=login", "customer__name", "customer__email", "group")
     list_select_related = ("broker_server", "customer")
     autocomplete_fields = ("customer",)
     readonly_fields = ("balance", "equity", "margin", "snapshot_at", "created_at")
+
+    @admin.display(description="copying")
+    def copying(self, obj: TradingAccount) -> str:
+        # Links to the account's drift page (positions against links); no query per row.
+        return format_html('<a href="{}">drift</a>', reverse("staff:drift-account", args=[obj.pk]))
 
     def has_delete_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
         return False
@@ -60,7 +75,7 @@ from .models import CustomerApiToken  # noqa: E402
 
 
 @admin.register(CustomerApiToken)
-class CustomerApiTokenAdmin(admin.ModelAdmin):
+class CustomerApiTokenAdmin(ModelAdmin):
     """Read-only: tokens are issued by /auth/login and revoked by /auth/logout; the stored
     hash is not a secret, but nothing here can make or change a token."""
 

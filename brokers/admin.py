@@ -1,9 +1,16 @@
+"""Broker servers, symbols, symbol maps and listener health in the staff admin.
+
+Operations configure servers and maps here (every change kept in history); credentials
+are write-only; listener shards are read-only health rows.
+"""
+
 import json
 
 from django import forms
 from django.contrib import admin, messages
 from django.http import HttpRequest
 from simple_history.admin import SimpleHistoryAdmin
+from unfold.admin import ModelAdmin
 
 from .crypto import encrypt_credentials
 from .models import BrokerServer, ListenerShard, Symbol, SymbolMap
@@ -46,7 +53,7 @@ class BrokerServerForm(forms.ModelForm):
 
 
 @admin.register(BrokerServer)
-class BrokerServerAdmin(SimpleHistoryAdmin):
+class BrokerServerAdmin(SimpleHistoryAdmin, ModelAdmin):
     form = BrokerServerForm
     list_display = (
         "name",
@@ -98,7 +105,7 @@ class BrokerServerAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(Symbol)
-class SymbolAdmin(SimpleHistoryAdmin):
+class SymbolAdmin(SimpleHistoryAdmin, ModelAdmin):
     list_display = (
         "name",
         "broker_server",
@@ -116,7 +123,7 @@ class SymbolAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(SymbolMap)
-class SymbolMapAdmin(SimpleHistoryAdmin):
+class SymbolMapAdmin(SimpleHistoryAdmin, ModelAdmin):
     list_display = ("master_symbol", "follower_symbol", "broker_server", "account", "source_server")
     list_filter = ("broker_server",)
     search_fields = ("master_symbol", "follower_symbol", "=account__login")
@@ -125,7 +132,7 @@ class SymbolMapAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(ListenerShard)
-class ListenerShardAdmin(admin.ModelAdmin):
+class ListenerShardAdmin(ModelAdmin):
     """Listener health for operations: read-only, kept up to date by the listeners."""
 
     list_display = (

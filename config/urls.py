@@ -5,6 +5,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config.services import service_status
+from copytrading.staff_views import urlpatterns as staff_urlpatterns
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -18,6 +19,8 @@ admin.site.site_title = "Copy-trading back office"
 admin.site.index_title = "Operations, compliance and support"
 
 urlpatterns = [
+    # Staff pages inside the admin frame (live positions, health, drift, lineage, history).
+    path("admin/ops/", include((staff_urlpatterns, "staff"))),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     # Client API (spec/client-api.md): public schema, docs for staff only.

@@ -1,10 +1,30 @@
+"""Admin of the copy engine: masters, followers, subscriptions and the evidence rows.
+
+The admin is a UI over services (STYLE.md, habit 8): pause, resume, force-close and
+re-sync are buttons on the change list row and on the change page, each asking for a
+reason on its own page (templates/admin/copytrading/<model>/) and calling the service
+with the staff member as actor, so history records who, when and why. Every action
+declares its permission; bulk actions ask for one reason for all the selected rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.db import transaction
-from django.http import HttpRequest
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.http import url_has_allowed_host_and_scheme
 from simple_history.admin import SimpleHistoryAdmin
+from unfold.admin import ModelAdmin, StackedInline, TabularInline
+from unfold.decorators import action
 
 from .errors import CopyTradingError
 from .models import (
@@ -16,9 +36,144 @@ from .models import (
     FollowerOrder,
     FollowerOrderTransition,
     MasterEvent,
+    StaffRemedy,
     TradeLink,
 )
-from .services import SUBSCRIPTION_SETTINGS, subscription_create, subscription_update
+from .services import (
+    SUBSCRIPTION_SETTINGS,
+    follower_pause,
+    follower_resume,
+    master_pause,
+    master_resume,
+    subscription_create,
+    subscription_pause,
+    subscription_resume,
+    subscription_update,
+)
+
+PAUSE_PERMISSION = "copytrading.pause_copysubscription"
+CLEAR_RISK_STOP_PERMISSION = "copytrading.clear_risk_stop_copysubscription"
+MASTER_PAUSE_PERMISSION = "copytrading.change_copymaster"
+REMEDY_PERMISSION = "copytrading.change_copysubscription"
+LINEAGE_PERMISSION = "copytrading.view_followerorder"
+# Row and detail buttons shown as buttons, not hidden in the row's "more" menu.
+BUTTON = {"display_in_dropdown": False}
+
+
+class ReasonForm(forms.Form):
+    """The reason every staff action asks for; it goes into history with the actor."""
+
+    reason = forms.CharField(
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "Why (kept in the record)"}),
+    )
+
+
+class StaffActionsMixin:
+    """One-click staff actions with a reason: a row/detail button opens a small form on
+    its own page (GET), and its POST calls the service and goes back where staff came
+    from. Bulk actions ask once for the reason of all the selected rows."""
+
+    admin_site: Any
+    model: Any
+
+    def _back(self, request: HttpRequest) -> str:
+        opts = self.model._meta
+        fallback = reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist")
+        candidate = request.POST.get("next") or request.META.get("HTTP_REFERER", "")
+        if candidate and url_has_allowed_host_and_scheme(
+            candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+        ):
+            return candidate
+        return fallback
+
+    def reason_flow(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        *,
+        name: str,
+        title: str,
+        verb: str,
+        perform: Callable[[Any, str], str],
+        danger: bool = False,
+        note: str = "",
+    ) -> HttpResponse:
+        """GET: the object and a reason box; POST: `perform(obj, reason)` -> message."""
+        obj = self.get_object(request, unquote(object_id))  # type: ignore[attr-defined]
+        if obj is None:
+            raise Http404
+        form = ReasonForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                message = perform(obj, form.cleaned_data["reason"])
+            except CopyTradingError as exc:
+                self.message_user(request, str(exc), messages.ERROR)  # type: ignore[attr-defined]
+            except ValueError as exc:
+                self.message_user(request, str(exc), messages.ERROR)  # type: ignore[attr-defined]
+            else:
+                self.message_user(request, message, messages.SUCCESS)  # type: ignore[attr-defined]
+            return HttpResponseRedirect(self._back(request))
+        opts = self.model._meta
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": opts,
+            "app_label": opts.app_label,
+            "object": obj,
+            "form": form,
+            "title": title,
+            "verb": verb,
+            "danger": danger,
+            "note": note,
+            "next": self._back(request),
+        }
+        return TemplateResponse(
+            request, [f"admin/{opts.app_label}/{opts.model_name}/{name}.html"], context
+        )
+
+    def bulk_reason(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet,
+        *,
+        name: str,
+        title: str,
+        verb: str,
+        perform: Callable[[Any, str], Any],
+    ) -> HttpResponse | None:
+        """A bulk action's two steps: the reason page, then one service call per row."""
+        form = ReasonForm(request.POST if "apply" in request.POST else None)
+        if "apply" in request.POST and form.is_valid():
+            done, failed = 0, []
+            for obj in queryset:
+                try:
+                    perform(obj, form.cleaned_data["reason"])
+                    done += 1
+                except CopyTradingError as exc:
+                    failed.append(f"{obj}: {exc.message}")
+            self.message_user(request, f"{verb}: {done} done.", messages.SUCCESS)  # type: ignore[attr-defined]
+            for line in failed:
+                self.message_user(request, line, messages.ERROR)  # type: ignore[attr-defined]
+            return None
+        opts = self.model._meta
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": opts,
+            "app_label": opts.app_label,
+            "objects": list(queryset),
+            "form": form,
+            "title": title,
+            "verb": verb,
+            "action_name": request.POST.get("action", ""),
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(
+            request, [f"admin/{opts.app_label}/{opts.model_name}/{name}.html"], context
+        )
+
+
+def _link(url: str, text: str) -> str:
+    return format_html('<a href="{}">{}</a>', url, text)
 
 
 class _DryRun(Exception):
@@ -58,18 +213,23 @@ class CopySubscriptionForm(forms.ModelForm):
         return cleaned
 
 
+# -- masters -----------------------------------------------------------------------------
+
+
 @admin.register(CopyMaster)
-class CopyMasterAdmin(SimpleHistoryAdmin):
+class CopyMasterAdmin(StaffActionsMixin, SimpleHistoryAdmin, ModelAdmin):
     list_display = (
         "strategy_name",
         "login",
         "customer",
         "enabled",
+        "paused",
         "visibility",
         "allowed_follower_modes",
+        "live",
         "created_at",
     )
-    list_filter = ("enabled", "visibility", "allowed_follower_modes")
+    list_filter = ("enabled", "paused", "visibility", "allowed_follower_modes")
     search_fields = (
         "strategy_name",
         "=account__login",
@@ -78,7 +238,13 @@ class CopyMasterAdmin(SimpleHistoryAdmin):
     )
     list_select_related = ("account", "account__customer")
     raw_id_fields = ("account",)
-    readonly_fields = ("created_at", "updated_at")
+    readonly_fields = ("paused", "paused_reason", "created_at", "updated_at")
+    actions = ["pause_selected", "resume_selected"]
+    actions_row = ["row_pause", "row_resume"]
+    actions_detail = ["row_pause", "row_resume", "detail_live"]
+
+    def has_pause_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(MASTER_PAUSE_PERMISSION)
 
     @admin.display(ordering="account__login")
     def login(self, obj: CopyMaster) -> int:
@@ -88,9 +254,87 @@ class CopyMasterAdmin(SimpleHistoryAdmin):
     def customer(self, obj: CopyMaster) -> str:
         return obj.account.customer.name
 
+    @admin.display(description="live positions")
+    def live(self, obj: CopyMaster) -> str:
+        return _link(reverse("staff:live-positions-master", args=[obj.pk]), "live")
+
+    def _pause(self, obj: CopyMaster, reason: str, *, actor: Any) -> str:
+        master_pause(master=obj, reason=reason, actor=actor)
+        return f"Master {obj} paused: no new copies for any follower."
+
+    def _resume(self, obj: CopyMaster, reason: str, *, actor: Any) -> str:
+        master_resume(master=obj, reason=reason, actor=actor)
+        return f"Master {obj} resumed."
+
+    @action(
+        description="Pause",
+        url_path="pause",
+        permissions=[MASTER_PAUSE_PERMISSION],
+        icon="pause",
+        extra_options=BUTTON,
+    )
+    def row_pause(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return self.reason_flow(
+            request,
+            object_id,
+            name="pause",
+            title="Pause master",
+            verb="Pause",
+            danger=True,
+            note="No follower gets a new copy of this master's trades until resumed; "
+            "closes of what was copied still go through.",
+            perform=lambda obj, reason: self._pause(obj, reason, actor=request.user),
+        )
+
+    @action(
+        description="Resume",
+        url_path="resume",
+        permissions=[MASTER_PAUSE_PERMISSION],
+        icon="play_arrow",
+        extra_options=BUTTON,
+    )
+    def row_resume(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return self.reason_flow(
+            request,
+            object_id,
+            name="resume",
+            title="Resume master",
+            verb="Resume",
+            perform=lambda obj, reason: self._resume(obj, reason, actor=request.user),
+        )
+
+    @action(description="Live positions", url_path="live", icon="monitoring")
+    def detail_live(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return HttpResponseRedirect(reverse("staff:live-positions-master", args=[object_id]))
+
+    @admin.action(description="Pause selected masters (asks for a reason)", permissions=["pause"])
+    def pause_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self.bulk_reason(
+            request,
+            queryset,
+            name="bulk_pause",
+            title="Pause masters",
+            verb="Pause",
+            perform=lambda obj, reason: self._pause(obj, reason, actor=request.user),
+        )
+
+    @admin.action(description="Resume selected masters (asks for a reason)", permissions=["pause"])
+    def resume_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self.bulk_reason(
+            request,
+            queryset,
+            name="bulk_resume",
+            title="Resume masters",
+            verb="Resume",
+            perform=lambda obj, reason: self._resume(obj, reason, actor=request.user),
+        )
+
+
+# -- followers ---------------------------------------------------------------------------
+
 
 @admin.register(CopyFollower)
-class CopyFollowerAdmin(SimpleHistoryAdmin):
+class CopyFollowerAdmin(StaffActionsMixin, SimpleHistoryAdmin, ModelAdmin):
     list_display = (
         "id",
         "login",
@@ -98,12 +342,19 @@ class CopyFollowerAdmin(SimpleHistoryAdmin):
         "enabled",
         "manual_trading_mode",
         "max_master_count",
+        "live",
     )
     list_filter = ("enabled", "manual_trading_mode")
     search_fields = ("=account__login", "account__customer__name", "account__customer__email")
     list_select_related = ("account", "account__customer")
     raw_id_fields = ("account",)
     readonly_fields = ("created_at", "updated_at")
+    actions = ["pause_selected", "resume_selected"]
+    actions_row = ["row_pause", "row_resume"]
+    actions_detail = ["row_pause", "row_resume", "detail_live", "detail_drift"]
+
+    def has_pause_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(PAUSE_PERMISSION)
 
     @admin.display(ordering="account__login")
     def login(self, obj: CopyFollower) -> int:
@@ -113,9 +364,102 @@ class CopyFollowerAdmin(SimpleHistoryAdmin):
     def customer(self, obj: CopyFollower) -> str:
         return obj.account.customer.name
 
+    @admin.display(description="live positions")
+    def live(self, obj: CopyFollower) -> str:
+        return _link(reverse("staff:live-positions-follower", args=[obj.pk]), "live")
+
+    def _pause(self, obj: CopyFollower, reason: str, *, actor: Any) -> str:
+        n = follower_pause(follower=obj, reason=reason, actor=actor)
+        return f"Follower #{obj.account.login} paused ({n} subscription(s))."
+
+    def _resume(self, obj: CopyFollower, reason: str, *, actor: Any) -> str:
+        n = follower_resume(follower=obj, reason=reason, actor=actor)
+        return f"Follower #{obj.account.login} resumed ({n} subscription(s))."
+
+    @action(
+        description="Pause",
+        url_path="pause",
+        permissions=[PAUSE_PERMISSION],
+        icon="pause",
+        extra_options=BUTTON,
+    )
+    def row_pause(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return self.reason_flow(
+            request,
+            object_id,
+            name="pause",
+            title="Pause follower",
+            verb="Pause",
+            danger=True,
+            note="Every subscription of this follower stops opening copies at once; "
+            "closes of what was copied still go through.",
+            perform=lambda obj, reason: self._pause(obj, reason, actor=request.user),
+        )
+
+    @action(
+        description="Resume",
+        url_path="resume",
+        permissions=[PAUSE_PERMISSION],
+        icon="play_arrow",
+        extra_options=BUTTON,
+    )
+    def row_resume(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return self.reason_flow(
+            request,
+            object_id,
+            name="resume",
+            title="Resume follower",
+            verb="Resume",
+            note="Resumes the paused subscriptions; risk stops stay.",
+            perform=lambda obj, reason: self._resume(obj, reason, actor=request.user),
+        )
+
+    @action(description="Live positions", url_path="live", icon="monitoring")
+    def detail_live(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return HttpResponseRedirect(reverse("staff:live-positions-follower", args=[object_id]))
+
+    @action(
+        description="Drift",
+        url_path="drift",
+        icon="sync_problem",
+        permissions=["copytrading.view_tradelink"],
+    )
+    def detail_drift(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        follower = self.get_object(request, unquote(object_id))
+        if follower is None:
+            raise Http404
+        return HttpResponseRedirect(reverse("staff:drift-account", args=[follower.account_id]))
+
+    @admin.action(description="Pause selected followers (asks for a reason)", permissions=["pause"])
+    def pause_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self.bulk_reason(
+            request,
+            queryset,
+            name="bulk_pause",
+            title="Pause followers",
+            verb="Pause",
+            perform=lambda obj, reason: self._pause(obj, reason, actor=request.user),
+        )
+
+    @admin.action(
+        description="Resume selected followers (asks for a reason)", permissions=["pause"]
+    )
+    def resume_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self.bulk_reason(
+            request,
+            queryset,
+            name="bulk_resume",
+            title="Resume followers",
+            verb="Resume",
+            perform=lambda obj, reason: self._resume(obj, reason, actor=request.user),
+        )
+
+
+# -- subscriptions -----------------------------------------------------------------------
+
 
 @admin.register(CopySubscription)
-class CopySubscriptionAdmin(SimpleHistoryAdmin):
+class CopySubscriptionAdmin(StaffActionsMixin, SimpleHistoryAdmin, ModelAdmin):
     list_display = (
         "id",
         "follower_login",
@@ -123,12 +467,14 @@ class CopySubscriptionAdmin(SimpleHistoryAdmin):
         "strategy",
         "enabled",
         "status",
+        "sync_status",
+        "drift",
         "copy_mode",
         "volume_mode",
         "risk_multiplier",
         "status_changed_at",
     )
-    list_filter = ("status", "enabled", "copy_mode", "volume_mode", "symbols_mode")
+    list_filter = ("status", "sync_status", "enabled", "copy_mode", "volume_mode", "symbols_mode")
     search_fields = (
         "=follower_account__login",
         "=master_account__login",
@@ -143,9 +489,25 @@ class CopySubscriptionAdmin(SimpleHistoryAdmin):
         "status",
         "status_reason",
         "status_changed_at",
+        "sync_status",
+        "drift",
+        "synced_at",
         "created_at",
         "updated_at",
     )
+    actions = ["pause_selected", "resume_selected"]
+    actions_row = ["row_pause", "row_resume"]
+    actions_detail = [
+        "row_pause",
+        "row_resume",
+        "detail_force_close",
+        "detail_resync",
+        "detail_live",
+    ]
+    change_form_template = "admin/copytrading/copysubscription/change_form.html"
+
+    def has_pause_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(PAUSE_PERMISSION)
 
     @admin.display(ordering="follower_account__login", description="follower")
     def follower_login(self, obj: CopySubscription) -> int:
@@ -167,8 +529,165 @@ class CopySubscriptionAdmin(SimpleHistoryAdmin):
         saved = form.write(actor=request.user)
         obj.pk = saved.pk
 
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        # Support sees why trades were (not) copied without access to the engine's rows.
+        decisions = (
+            CopyInstruction.objects.filter(subscription_id=unquote(object_id))
+            .select_related("master_event")
+            .order_by("-id")[:20]
+            if str(unquote(object_id)).isdigit()
+            else []
+        )
+        extra = {"recent_decisions": decisions, **(extra_context or {})}
+        return super().change_view(request, object_id, form_url, extra)
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+    def _pause(self, obj: CopySubscription, reason: str, *, actor: Any) -> str:
+        subscription_pause(subscription=obj, reason=reason, actor=actor)
+        return f"Subscription {obj.pk} paused."
+
+    def _resume(self, obj: CopySubscription, reason: str, *, request: HttpRequest) -> str:
+        subscription_resume(
+            subscription=obj,
+            reason=reason,
+            actor=request.user,
+            clear_risk_stop=request.user.has_perm(CLEAR_RISK_STOP_PERMISSION),
+        )
+        return f"Subscription {obj.pk} resumed."
+
+    @action(
+        description="Pause",
+        url_path="pause",
+        permissions=[PAUSE_PERMISSION],
+        icon="pause",
+        extra_options=BUTTON,
+    )
+    def row_pause(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return self.reason_flow(
+            request,
+            object_id,
+            name="pause",
+            title="Pause subscription",
+            verb="Pause",
+            danger=True,
+            note="No new opening copy from the moment this is saved; closes still go through.",
+            perform=lambda obj, reason: self._pause(obj, reason, actor=request.user),
+        )
+
+    @action(
+        description="Resume",
+        url_path="resume",
+        permissions=[PAUSE_PERMISSION],
+        icon="play_arrow",
+        extra_options=BUTTON,
+    )
+    def row_resume(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return self.reason_flow(
+            request,
+            object_id,
+            name="resume",
+            title="Resume subscription",
+            verb="Resume",
+            perform=lambda obj, reason: self._resume(obj, reason, request=request),
+        )
+
+    @action(
+        description="Force-close all copies",
+        url_path="force-close",
+        permissions=[REMEDY_PERMISSION],
+        icon="cancel",
+    )
+    def detail_force_close(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        from .services.remedies import force_close_subscription
+
+        def perform(obj: CopySubscription, reason: str) -> str:
+            results = force_close_subscription(subscription=obj, reason=reason, actor=request.user)
+            sent = sum(1 for r in results if r.instruction_id)
+            return (
+                f"Force-close of subscription {obj.pk}: {sent} close(s) queued of {len(results)}."
+            )
+
+        return self.reason_flow(
+            request,
+            object_id,
+            name="force_close",
+            title="Force-close every copied position of this subscription",
+            verb="Force-close",
+            danger=True,
+            note="Closes the follower's copies now at the market; the master's positions are "
+            "not touched and copying goes on unless the subscription is paused.",
+            perform=perform,
+        )
+
+    @action(
+        description="Re-sync now",
+        url_path="resync",
+        permissions=[REMEDY_PERMISSION],
+        icon="sync",
+    )
+    def detail_resync(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        from .services.remedies import subscription_resync
+
+        def perform(obj: CopySubscription, reason: str) -> str:
+            result = subscription_resync(subscription=obj, reason=reason, actor=request.user)
+            return f"Re-sync of subscription {obj.pk}: {result.message}."
+
+        return self.reason_flow(
+            request,
+            object_id,
+            name="resync",
+            title="Re-sync this subscription (reconcile now)",
+            verb="Re-sync",
+            note="Compares the follower's positions at the venue with its links and repairs "
+            "by the subscription's policy, as the periodic reconciliation would.",
+            perform=perform,
+        )
+
+    @action(description="Live positions", url_path="live", icon="monitoring")
+    def detail_live(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        sub = self.get_object(request, unquote(object_id))
+        if sub is None:
+            raise Http404
+        return HttpResponseRedirect(
+            reverse("staff:live-positions-follower", args=[sub.follower_id])
+        )
+
+    @admin.action(
+        description="Pause selected subscriptions (asks for a reason)", permissions=["pause"]
+    )
+    def pause_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self.bulk_reason(
+            request,
+            queryset,
+            name="bulk_pause",
+            title="Pause subscriptions",
+            verb="Pause",
+            perform=lambda obj, reason: self._pause(obj, reason, actor=request.user),
+        )
+
+    @admin.action(
+        description="Resume selected subscriptions (asks for a reason)", permissions=["pause"]
+    )
+    def resume_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self.bulk_reason(
+            request,
+            queryset,
+            name="bulk_resume",
+            title="Resume subscriptions",
+            verb="Resume",
+            perform=lambda obj, reason: self._resume(obj, reason, request=request),
+        )
+
+
+# -- evidence rows (read-only) -----------------------------------------------------------
+
+
+class ReadOnlyAdmin(ModelAdmin):
     """Evidence rows: staff read them, nobody edits or deletes them from the admin."""
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -211,7 +730,7 @@ class MasterEventAdmin(ReadOnlyAdmin):
 
 
 @admin.register(TradeLink)
-class TradeLinkAdmin(ReadOnlyAdmin):
+class TradeLinkAdmin(StaffActionsMixin, ReadOnlyAdmin):
     list_display = (
         "id",
         "subscription_id",
@@ -229,6 +748,7 @@ class TradeLinkAdmin(ReadOnlyAdmin):
         "profit",
         "opened_at",
         "closed_at",
+        "lineage",
     )
     list_filter = ("status",)
     search_fields = (
@@ -239,9 +759,43 @@ class TradeLinkAdmin(ReadOnlyAdmin):
     )
     list_select_related = ("master_account", "follower_account")
     show_full_result_count = False
+    actions_row = ["row_force_close"]
+    actions_detail = ["row_force_close", "detail_lineage"]
+
+    @admin.display(description="lineage")
+    def lineage(self, obj: TradeLink) -> str:
+        return _link(reverse("staff:lineage-link", args=[obj.pk]), "lineage")
+
+    @action(
+        description="Force-close",
+        url_path="force-close",
+        permissions=[REMEDY_PERMISSION],
+        icon="cancel",
+    )
+    def row_force_close(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        from .services.remedies import force_close_link
+
+        def perform(obj: TradeLink, reason: str) -> str:
+            return force_close_link(link=obj, reason=reason, actor=request.user).message
+
+        return self.reason_flow(
+            request,
+            object_id,
+            name="force_close",
+            title="Force-close this copied position",
+            verb="Force-close",
+            danger=True,
+            note="Closes the follower's position now at the market; the master's position "
+            "is not touched.",
+            perform=perform,
+        )
+
+    @action(description="Lineage", url_path="lineage", icon="account_tree")
+    def detail_lineage(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return HttpResponseRedirect(reverse("staff:lineage-link", args=[object_id]))
 
 
-class FollowerOrderInline(admin.StackedInline):
+class FollowerOrderInline(StackedInline):
     model = FollowerOrder
     extra = 0
     can_delete = False
@@ -275,7 +829,7 @@ class CopyInstructionAdmin(ReadOnlyAdmin):
     show_full_result_count = False
 
 
-class TransitionInline(admin.TabularInline):
+class TransitionInline(TabularInline):
     model = FollowerOrderTransition
     extra = 0
     can_delete = False
@@ -285,7 +839,7 @@ class TransitionInline(admin.TabularInline):
         return False
 
 
-class FillInline(admin.TabularInline):
+class FillInline(TabularInline):
     model = Fill
     extra = 0
     can_delete = False
@@ -310,12 +864,22 @@ class FollowerOrderAdmin(ReadOnlyAdmin):
         "reason",
         "sent_at",
         "venue_ts",
+        "lineage",
     )
     list_filter = ("status", "action", "broker_server")
     search_fields = ("=client_order_id", "=account__login", "=venue_position_id")
     list_select_related = ("account",)
     inlines = [TransitionInline, FillInline]
     show_full_result_count = False
+    actions_detail = ["detail_lineage"]
+
+    @admin.display(description="lineage")
+    def lineage(self, obj: FollowerOrder) -> str:
+        return _link(reverse("staff:lineage-order", args=[obj.pk]), "lineage")
+
+    @action(description="Lineage", url_path="lineage", icon="account_tree")
+    def detail_lineage(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return HttpResponseRedirect(reverse("staff:lineage-order", args=[object_id]))
 
 
 @admin.register(FollowerOrderTransition)
@@ -335,10 +899,23 @@ class FillAdmin(ReadOnlyAdmin):
     show_full_result_count = False
 
 
-from .models import StaffRemedy  # noqa: E402
-
-
 @admin.register(StaffRemedy)
 class StaffRemedyAdmin(ReadOnlyAdmin):
-    list_display = ("id", "kind", "follower_account", "subscription", "actor", "created_at")
-    list_select_related = ("follower_account", "subscription", "actor")
+    """The record of staff remedies: who did what to which position, and why."""
+
+    list_display = (
+        "id",
+        "kind",
+        "follower_account",
+        "subscription_id",
+        "position_key",
+        "actor",
+        "reason",
+        "outcome",
+        "instruction_id",
+        "created_at",
+    )
+    list_filter = ("kind",)
+    search_fields = ("=follower_account__login", "=position_key", "actor__username", "reason")
+    list_select_related = ("follower_account", "actor")
+    date_hierarchy = "created_at"

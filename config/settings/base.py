@@ -25,6 +25,10 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[:
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
+    # The staff admin skin (issue 7); must come before django.contrib.admin.
+    "unfold",
+    "unfold.contrib.filters",
+    "unfold.contrib.simple_history",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -173,7 +177,6 @@ CELERY_BEAT_SCHEDULE = {
     "sync-accounts": {"task": "brokers.sync_accounts", "schedule": 60.0},
     "recover-instructions": {"task": "copytrading.recover_instructions", "schedule": 5.0},
     "reconcile-followers": {"task": "copytrading.reconcile_followers", "schedule": 30.0},
-    "purge-api-tokens": {"task": "accounts.purge_api_tokens", "schedule": 3600.0},
 }
 
 # Listeners: shards per broker server, and how long one listener task runs before it
@@ -253,4 +256,130 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+}
+
+# Staff back office in the admin (issue 7) ----------------------------------------------
+# django-unfold: sidebar grouped by job, a dashboard, row and detail action buttons.
+# Its CSS, fonts and scripts ship inside the package (no CDN: the machines have no internet).
+from django.templatetags.static import static as _static  # noqa: E402
+from django.urls import reverse_lazy as _reverse_lazy  # noqa: E402
+
+
+def _perm(codename: str):  # type: ignore[no-untyped-def]
+    """A sidebar permission callback: shows an item only to users holding `codename`."""
+    return lambda request: request.user.has_perm(codename)
+
+
+def _sees_history(user) -> bool:  # type: ignore[no-untyped-def]
+    """Staff who may read at least one model's history (Compliance, Operations)."""
+    return user.is_staff and any(
+        p.partition(".")[2].startswith("view_historical") for p in user.get_all_permissions()
+    )
+
+
+def _changelist(app: str, model: str):  # type: ignore[no-untyped-def]
+    return _reverse_lazy(f"admin:{app}_{model}_changelist")
+
+
+def _model_item(title: str, icon: str, app: str, model: str) -> dict:
+    return {
+        "title": title,
+        "icon": icon,
+        "link": _changelist(app, model),
+        "permission": _perm(f"{app}.view_{model}"),
+    }
+
+
+UNFOLD = {
+    "SITE_TITLE": "Copy-trading back office",
+    "SITE_HEADER": "Copy-trading back office",
+    "SITE_SUBHEADER": "Operations, compliance, support",
+    "SITE_SYMBOL": "swap_horiz",
+    "SHOW_HISTORY": True,
+    "SHOW_VIEW_ON_SITE": False,
+    "DASHBOARD_CALLBACK": "copytrading.staff_views.dashboard_callback",
+    # The kill switch state for the banner shown on every admin page.
+    "GLOBAL_CALLBACK": "copytrading.staff_views.global_callback",
+    "STYLES": [lambda request: _static("backoffice/admin.css")],
+    "SCRIPTS": [],
+    "SIDEBAR": {
+        "show_search": True,
+        "show_all_applications": lambda request: request.user.is_superuser,
+        "navigation": [
+            {
+                "title": "Operations",
+                "separator": True,
+                "items": [
+                    {
+                        "title": "Dashboard",
+                        "icon": "dashboard",
+                        "link": _reverse_lazy("admin:index"),
+                    },
+                    {
+                        "title": "Live positions",
+                        "icon": "monitoring",
+                        "link": _reverse_lazy("staff:live-positions"),
+                        "permission": _perm("copytrading.view_copysubscription"),
+                    },
+                    {
+                        "title": "Copy health",
+                        "icon": "health_metrics",
+                        "link": _reverse_lazy("staff:copy-health"),
+                        "permission": _perm("copytrading.view_copyinstruction"),
+                    },
+                    {
+                        "title": "Drift",
+                        "icon": "sync_problem",
+                        "link": _reverse_lazy("staff:drift"),
+                        "permission": _perm("copytrading.view_tradelink"),
+                    },
+                    {
+                        "title": "Kill switch",
+                        "icon": "emergency_home",
+                        "link": _reverse_lazy("staff:kill-switch"),
+                        "permission": _perm("risk.view_killswitch"),
+                    },
+                    _model_item("Masters", "person_raised_hand", "copytrading", "copymaster"),
+                    _model_item("Trade links", "link", "copytrading", "tradelink"),
+                    _model_item("Master events", "bolt", "copytrading", "masterevent"),
+                    _model_item("Instructions", "rule", "copytrading", "copyinstruction"),
+                    _model_item("Follower orders", "receipt_long", "copytrading", "followerorder"),
+                    _model_item("Fills", "paid", "copytrading", "fill"),
+                    _model_item("Staff remedies", "task_alt", "copytrading", "staffremedy"),
+                    _model_item("Broker servers", "dns", "brokers", "brokerserver"),
+                    _model_item("Symbols", "currency_exchange", "brokers", "symbol"),
+                    _model_item("Symbol maps", "alt_route", "brokers", "symbolmap"),
+                    _model_item("Listener shards", "sensors", "brokers", "listenershard"),
+                ],
+            },
+            {
+                "title": "Compliance",
+                "separator": True,
+                "items": [
+                    {
+                        "title": "Configuration history",
+                        "icon": "history",
+                        "link": _reverse_lazy("staff:history"),
+                        "permission": lambda request: _sees_history(request.user),
+                    },
+                    _model_item("Kill switch record", "gavel", "risk", "killswitch"),
+                    _model_item("API tokens", "key", "accounts", "customerapitoken"),
+                ],
+            },
+            {
+                "title": "Support",
+                "separator": True,
+                "items": [
+                    _model_item("Customers", "group", "accounts", "customer"),
+                    _model_item(
+                        "Trading accounts", "account_balance", "accounts", "tradingaccount"
+                    ),
+                    _model_item("Followers", "person_add", "copytrading", "copyfollower"),
+                    _model_item(
+                        "Subscriptions", "subscriptions", "copytrading", "copysubscription"
+                    ),
+                ],
+            },
+        ],
+    },
 }
