@@ -73,6 +73,7 @@ class Claimed:
     order: FollowerOrder
     decision: d.CopyDecision
     login: int
+    claimed_at: Any = None
 
 
 @dataclass
@@ -167,12 +168,16 @@ def _claim(server_id: int, instruction_ids: list[int]) -> list[Claimed]:
             inst.completed_at = now
         if skip:
             update_objects(skip, columns=["status", "reason", "detail", "completed_at"])
-            TradeLink.objects.filter(
-                id__in=[i.trade_link_id for i in skip if i.trade_link_id],
-                status=TradeLinkStatus.OPENING,
-            ).update(
+            skipped_links = [i.trade_link_id for i in skip if i.trade_link_id]
+            TradeLink.objects.filter(id__in=skipped_links, status=TradeLinkStatus.OPENING).update(
                 status=TradeLinkStatus.SKIPPED, reason="refused at sending time", updated_at=now
             )
+            # Closes that waited for these opens will never have a position to close.
+            released = _release_waiting(skipped_links)
+            if released:
+                from .fanout import enqueue_execution
+
+                transaction.on_commit(lambda: enqueue_execution(released))
         decisions = {i.id: d.CopyDecision.from_dict(i.decision) for i in go}
         rows = []
         for inst in go:
@@ -238,7 +243,7 @@ def _claim(server_id: int, instruction_ids: list[int]) -> list[Claimed]:
                 }
             )
     return [
-        Claimed(inst, orders[inst.id], decisions[inst.id], inst.follower_account.login)
+        Claimed(inst, orders[inst.id], decisions[inst.id], inst.follower_account.login, now)
         for inst in go
     ]
 
@@ -321,7 +326,33 @@ def _transient(outcome: Outcome) -> bool:
 
 
 def _record(claimed: list[Claimed], outcomes: dict[int, Outcome]) -> tuple[list[int], list[int]]:
-    """Stores what the venue answered; returns (link ids changed, instruction ids to retry)."""
+    """Stores what the venue answered; returns (link ids changed, instruction ids to retry).
+
+    Guards: only instructions still held by this claim are recorded (status in flight and
+    the same claim time, locked first). If the sweeper handed a slow batch to another
+    executor meanwhile, that executor records it, once; this one records nothing for it,
+    so no order gets two fills from two answers to the same client order id.
+    """
+    with transaction.atomic():
+        relax_commit()
+        held = set(
+            CopyInstruction.objects.select_for_update()
+            .filter(
+                id__in=[c.instruction.id for c in claimed],
+                status=Status.IN_FLIGHT,
+                claimed_at=claimed[0].claimed_at if claimed else None,
+            )
+            .values_list("id", flat=True)
+        )
+        lost = [c.instruction.id for c in claimed if c.instruction.id not in held]
+        if lost:
+            logger.warning("instructions %s were taken over by another executor", lost)
+        return _record_held([c for c in claimed if c.instruction.id in held], outcomes)
+
+
+def _record_held(
+    claimed: list[Claimed], outcomes: dict[int, Outcome]
+) -> tuple[list[int], list[int]]:
     now = timezone.now()
     orders, links, instructions, transitions, fills = [], {}, [], [], []
     retry: list[int] = []

@@ -327,3 +327,47 @@ def test_kill_switch_and_master_pause_stop_openings_not_closes(world):
     world.order(master.account.login, volume=1)
     world.wait_links(sub, "open")
     assert len(world.positions(sub.follower_account.login)) == 1
+
+
+def test_close_waiting_for_an_open_refused_at_sending_time_is_skipped(world):
+    """A pause that commits between the decision and the send: the open is refused, and the
+    close that waited for it is skipped (OPEN_FAILED), never left waiting."""
+    from copytrading.services.execution import instructions_execute
+    from copytrading.services.fanout import fanout_events
+
+    master = world.master(0)
+    sub = world.follower(master, 0)
+    # No workers here: fan-out and execution run in this test, step by step.
+    from django.utils import timezone
+
+    from copytrading.models import MasterEvent
+
+    now = timezone.now()
+    common = {
+        "broker_server": world.servers[0],
+        "account": master.account,
+        "symbol": "EURUSD",
+        "side": "buy",
+        "raw": {},
+        "venue_ts": now,
+        "received_at": now,
+    }
+    opened = MasterEvent.objects.create(
+        venue_event_id="t1", event_type="position_opened", master_position_id="777",
+        volume=Decimal("1"), price=Decimal("1.1"), **common,
+    )  # fmt: skip
+    closed = MasterEvent.objects.create(
+        venue_event_id="t2", event_type="position_closed", master_position_id="777",
+        volume=Decimal("1"), remaining_volume=Decimal("0"), **common,
+    )  # fmt: skip
+    fanout_events(event_ids=[opened.id, closed.id])
+    open_i = CopyInstruction.objects.get(master_event=opened)
+    close_i = CopyInstruction.objects.get(master_event=closed)
+    assert (open_i.status, close_i.status) == ("ready", "waiting")
+    subscription_pause(subscription=sub, reason="customer asked", actor=None)
+    instructions_execute(server_id=world.servers[0].id, instruction_ids=[open_i.id])
+    open_i.refresh_from_db()
+    close_i.refresh_from_db()
+    assert (open_i.status, open_i.reason) == ("skipped", "SUBSCRIPTION_PAUSED")
+    assert (close_i.status, close_i.reason) == ("skipped", "OPEN_FAILED")
+    assert world.positions(sub.follower_account.login) == []

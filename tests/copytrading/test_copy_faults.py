@@ -128,3 +128,44 @@ def test_execute_worker_killed_mid_batch_sends_each_order_once(world):
     per_instruction = CopyInstruction.objects.filter(action="open").annotate(n=Count("order"))
     assert all(i.n == 1 for i in per_instruction)
     assert TradeLink.objects.filter(status="open").count() == 60
+
+
+def test_slow_batch_taken_over_by_the_sweeper_is_recorded_once(world):
+    """An executor whose batch was handed to another (it looked stuck) records nothing for it:
+    one fill per order, whoever answers last."""
+    from decimal import Decimal as D
+
+    from copytrading.models import Fill, MasterEvent
+    from copytrading.services import execution as X
+    from copytrading.services.fanout import fanout_events
+
+    master = world.master()
+    sub = world.follower(master)
+    status, answer = world.api().post(
+        "/v1/orders",
+        {"account": master.account.login, "symbol": "EURUSD", "side": "buy", "type": "market",
+         "volume": 1, "client_order_id": "slow-1"},
+    )  # fmt: skip
+    assert status == 201
+    now = timezone.now()
+    event = MasterEvent.objects.create(
+        broker_server=world.servers[0], account=master.account, venue_event_id="s1",
+        event_type="position_opened", master_position_id=str(answer["position_id"]),
+        symbol="EURUSD", side="buy", volume=D("1"), price=D("1.1"), raw={}, venue_ts=now,
+        received_at=now,
+    )  # fmt: skip
+    fanout_events(event_ids=[event.id])
+    (inst,) = CopyInstruction.objects.filter(subscription=sub)
+    server = world.servers[0]
+    first = X._claim(server.id, [inst.id])  # the slow executor claims, then stalls
+    X.instructions_recover(now=timezone.now() + timedelta(minutes=1))  # looks stuck
+    X.instructions_execute(server_id=server.id, instruction_ids=[inst.id])  # the other one
+    from brokers.gateways import sync_gateway_for
+
+    gateway = sync_gateway_for(server)
+    late = gateway.run(X._send_async(gateway.gateway, first))  # the slow one's answer...
+    X._record(first, late)  # ...arrives last and is not recorded again
+    assert Fill.objects.filter(order__instruction=inst).count() == 1
+    inst.refresh_from_db()
+    assert inst.status == "done"
+    assert len(world.positions(sub.follower_account.login)) == 1
