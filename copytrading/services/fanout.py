@@ -426,6 +426,18 @@ def _fanout_event(
                     "updated_at": now,
                 }
             )
+    if event.event_type == MasterEventType.POSITION_OPENED and event.master_position_id:
+        # The master's pending order filled: the links of its copies now belong to the
+        # position too, so the position's later closes and changes find them.
+        order_links = [
+            link.id
+            for _sub, _inputs, link, _decision in decided
+            if link is not None and link.master_order_id and not link.master_position_id
+        ]
+        if order_links:
+            TradeLink.objects.filter(id__in=order_links, master_position_id="").update(
+                master_position_id=event.master_position_id, updated_at=now
+            )
     link_ids: dict[int, int] = {}
     if new_links:
         insert_rows(TradeLink, new_links, columns=_LINK_COLUMNS)

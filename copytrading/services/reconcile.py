@@ -97,6 +97,36 @@ def _may_open(sub: CopySubscription) -> bool:
     )
 
 
+def _promote_filled_pending(*, account: TradingAccount, live: dict[str, Position], now: Any) -> int:
+    """Pending copies that filled at the follower's venue become open links.
+
+    The follower's resting copy fills by itself (at its own prices), so nothing in the
+    stream of the master says when; the position carries the client order id of the
+    order that placed it, which is how it is found here.
+    """
+    by_coid = {p.client_order_id: p for p in live.values() if p.client_order_id}
+    if not by_coid:
+        return 0
+    placed = CopyInstruction.objects.filter(
+        follower_account=account,
+        action=CopyInstructionAction.PLACE_PENDING,
+        trade_link__status=TradeLinkStatus.PENDING,
+        client_order_id__in=list(by_coid),
+    ).values_list("trade_link_id", "client_order_id")
+    promoted = 0
+    for link_id, coid in placed:
+        position = by_coid[coid]
+        promoted += TradeLink.objects.filter(id=link_id, status=TradeLinkStatus.PENDING).update(
+            status=TradeLinkStatus.OPEN,
+            follower_position_id=position.position_id,
+            follower_volume=position.volume,
+            open_price=position.open_price,
+            opened_at=position.open_ts or now,
+            updated_at=now,
+        )
+    return promoted
+
+
 def reconcile_account(
     *, account: TradingAccount, positions: list[Position]
 ) -> tuple[dict[int, list[int]], dict[int, tuple[str, Decimal]]]:
@@ -112,6 +142,7 @@ def reconcile_account(
         )
     )
     subs_by_id = {s.id: s for s in subs}
+    _promote_filled_pending(account=account, live=live, now=now)
     links = list(
         TradeLink.objects.filter(
             follower_account=account, status__in=[TradeLinkStatus.OPEN, TradeLinkStatus.OPENING]
@@ -203,6 +234,48 @@ def reconcile_account(
                     )
         elif held.volume != link.follower_volume:
             drift[sub.id] += abs(held.volume - link.follower_volume)
+            trouble.add(sub.id)
+    # Positions the back office opened whose link has ended (e.g. a pending copy that filled
+    # just as the master cancelled or closed): orphans, closed.
+    ours = {
+        p.client_order_id: p
+        for pid, p in live.items()
+        if pid not in linked_positions and (p.client_order_id or "").startswith(("ct", "rp"))
+    }
+    if ours:
+        for coid, link_id, link_status, sub_id in CopyInstruction.objects.filter(
+            follower_account=account, client_order_id__in=list(ours)
+        ).values_list("client_order_id", "trade_link_id", "trade_link__status", "subscription_id"):
+            if link_status in (
+                TradeLinkStatus.OPEN,
+                TradeLinkStatus.OPENING,
+                TradeLinkStatus.PENDING,
+            ):
+                continue
+            p = ours[coid]
+            sub = subs_by_id.get(sub_id) or CopySubscription.all_objects.get(pk=sub_id)
+            decision = d.CopyDecision(
+                rule_version=REPAIR_RULE_VERSION,
+                action=d.CopyAction.CLOSE,
+                follower_symbol=p.symbol,
+                side=d.Side(str(p.side)),
+                volume=p.volume,
+                follower_position_ids=(p.position_id,),
+            )
+            rows.append(
+                _repair_row(
+                    sub=sub,
+                    link=None,
+                    action=CopyInstructionAction.CLOSE,
+                    reason="REPAIR_CLOSE_ORPHAN",
+                    detail=f"position {p.position_id} was opened by the back office ({coid}) "
+                    f"but its link {link_id} has ended",
+                    coid=f"rpo{account.id}p{p.position_id}",
+                    decision=decision,
+                    now=now,
+                )
+            )
+            drift[sub.id] += p.volume
             trouble.add(sub.id)
     # Positions the back office did not open.
     unmanaged = [

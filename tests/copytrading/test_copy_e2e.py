@@ -135,6 +135,16 @@ def test_pending_order_placed_filled_and_cancelled(world):
     assert len(world.positions(login)) == 1
     assert FollowerOrder.objects.filter(action="open").count() == 0
     assert order["status"] == "placed"
+    # Reconciliation finds the follower's filled copy; the master's close then closes it.
+    from copytrading.services.reconcile import followers_reconcile
+
+    followers_reconcile()
+    link = TradeLink.objects.get(subscription=sub, status="open")
+    assert link.follower_position_id == str(world.positions(follower_login)[0]["position_id"])
+    (master_position,) = world.positions(login)
+    assert link.master_position_id == str(master_position["position_id"])
+    world.close(login, master_position["position_id"])
+    wait_for(lambda: world.positions(follower_login) == [], what="the copy closed with the master")
 
 
 def test_master_close_while_copy_in_flight_waits_for_the_open(world):
@@ -371,3 +381,28 @@ def test_close_waiting_for_an_open_refused_at_sending_time_is_skipped(world):
     assert (open_i.status, open_i.reason) == ("skipped", "SUBSCRIPTION_PAUSED")
     assert (close_i.status, close_i.reason) == ("skipped", "OPEN_FAILED")
     assert world.positions(sub.follower_account.login) == []
+
+
+def test_pending_copy_filled_as_the_master_cancels_is_closed_by_reconciliation(world):
+    from copytrading.services.reconcile import followers_reconcile
+
+    master = world.master(0)
+    sub = world.follower(master, 1, copy_pending_orders=1)  # on the other broker
+    world.start()
+    login, follower_login = master.account.login, sub.follower_account.login
+    order = world.order(login, type="limit", price=1.09, volume=1)
+    world.wait_links(sub, "pending")
+    # Prices differ across brokers: the follower's copy fills at its venue only...
+    status, _ = world.api(1).post(
+        "/v1/admin/prices", {"symbol": "EURUSDm", "bid": 1.0889, "ask": 1.0890}
+    )
+    assert status == 200
+    wait_for(lambda: len(world.positions(follower_login, 1)) == 1, what="the copy filled")
+    # ...and the master cancels its own order before reconciliation noticed the fill.
+    assert world.api().delete(f"/v1/orders/{order['order_id']}?account={login}")[0] == 200
+    world.wait_links(sub, "closed")
+    assert len(world.positions(follower_login, 1)) == 1  # an orphan, for now
+    followers_reconcile()
+    repair = CopyInstruction.objects.get(subscription=sub, origin="repair")
+    assert repair.reason == "REPAIR_CLOSE_ORPHAN"
+    wait_for(lambda: world.positions(follower_login, 1) == [], what="the orphan closed")
