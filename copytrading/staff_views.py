@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import functools
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, time
@@ -658,6 +659,22 @@ class Lineage:
             return {}
         shared = (self.event.decision_context or {}) if self.event else {}
         return {**shared, **self.instruction.inputs}
+
+    @property
+    def raw_json(self) -> str:
+        return _pretty(self.event.raw) if self.event else ""
+
+    @property
+    def decision_json(self) -> str:
+        return _pretty(self.instruction.decision) if self.instruction else ""
+
+    @property
+    def inputs_json(self) -> str:
+        return _pretty(self.inputs)
+
+
+def _pretty(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, default=str)
 
 
 def lineage_of_order(order: FollowerOrder) -> Lineage:

@@ -9,6 +9,7 @@ copied order shows each step. Screenshots go to screenshots/admin/ (not committe
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,10 @@ SHOTS = ROOT / "screenshots" / "admin"
 TIMEOUT_MS = 20_000
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
-if not Path(CHROMIUM).exists():  # scripts/test.sh installs it; say so rather than fail here
+if not Path(CHROMIUM).exists():
+    # scripts/test.sh installs it; in CI a missing browser is a failure, not a skip.
+    if os.environ.get("CI"):
+        raise RuntimeError(f"{CHROMIUM} is missing: scripts/test.sh should have installed it")
     pytest.skip(
         f"{CHROMIUM} is not installed (scripts/test.sh installs it)", allow_module_level=True
     )

@@ -97,6 +97,8 @@
     if (!known) {
       tr.classList.add("bo-new");
       body.insertBefore(tr, body.firstChild);
+      // A pushed link carries no strategy or sync status: read them with the next snapshot.
+      if (!link.strategy) refreshSoon();
     }
     rows.set(link.id, { tr: tr, link: Object.assign({}, known ? known.link : {}, link) });
     count.textContent = rows.size;
@@ -117,6 +119,15 @@
       link: { id: Number(tr.dataset.link), updated_at: tr.dataset.updated, state: cellsText[12] },
     });
   });
+
+  let refreshTimer = null;
+  function refreshSoon() {
+    if (refreshTimer) return;
+    refreshTimer = window.setTimeout(function () {
+      refreshTimer = null;
+      if (status.dataset.state === "live") snapshot().catch(function () {});
+    }, 1500);
+  }
 
   function snapshot() {
     return fetch(dataUrl, { credentials: "same-origin", headers: { Accept: "application/json" } })
