@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import pytest
+from django.db import connections
 
 from brokers.paper.testing import running_venue
 from copytrading.models import CopyInstruction, CopySubscription, FollowerOrder, TradeLink
@@ -88,6 +89,9 @@ def allow_db_under_playwright(browser, monkeypatch):
     # browser stops before the database is flushed, so that runs without the exemption.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     yield
+    # Connections opened while Playwright's loop ran live in that context's storage (asgiref
+    # Local): close them here, or the test database cannot be dropped at the end.
+    connections.close_all()
     browser.close()
 
 
