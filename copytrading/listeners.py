@@ -216,6 +216,7 @@ class ShardListener:
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self._lost = False
         self._seen = 0
+        self._resubscribe = False
 
     # -- database work, run in a worker thread (the ORM is synchronous) --
 
@@ -276,7 +277,12 @@ class ShardListener:
                 self._lost = True
                 self.stop.set()
                 return
-            self.accounts = await self._db(shard_master_accounts, self.shard)
+            accounts = await self._db(shard_master_accounts, self.shard)
+            if self.shard.shard_count > 1 and set(accounts) != set(self.accounts):
+                # This shard's stream names its accounts: a new or removed master needs a
+                # new connection (it resumes from the last sequence, so nothing is lost).
+                self._resubscribe = True
+            self.accounts = accounts
             await self._db(self._set_health, heartbeat_at=timezone.now(), worker=self.worker)
 
     def _should_stop(self, started: float) -> bool:
@@ -311,6 +317,13 @@ class ShardListener:
         """One connection: read into a queue, store in batches, until it drops or we stop."""
         manager_view = self.shard.shard_count == 1
         accounts = None if manager_view else sorted(self.accounts)
+        if accounts == []:
+            # No master in this shard's share yet: nothing to stream until one appears.
+            await self._db(self._set_health, connected=False, last_error="no masters in shard")
+            while not self._should_stop(started) and not self._resubscribe:
+                await asyncio.sleep(0.2)
+            self._resubscribe = False
+            return
         from_seq = self.shard.last_seq or None
         if resume and from_seq is None:
             from_seq = 0
@@ -331,6 +344,9 @@ class ShardListener:
         await self._db(self._set_health, connected=True, last_error="")
         try:
             while not self._should_stop(started):
+                if self._resubscribe:
+                    self._resubscribe = False
+                    return
                 try:
                     item = await asyncio.wait_for(queue.get(), timeout=1.0)
                 except TimeoutError:

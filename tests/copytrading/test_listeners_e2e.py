@@ -216,3 +216,41 @@ def test_close_while_disconnected_recovered_from_snapshot(setup):
     assert ListenerShard.objects.get().resyncs >= 1
     # The two positions still open were known already: no synthetic opens for them.
     assert not MasterEvent.objects.filter(synthetic=True, event_type="position_opened").exists()
+
+
+def test_sharded_listener_picks_up_a_new_master(setup, settings):
+    """With several shards per server, a shard streams only its masters; a master created
+    while it runs is added by reconnecting, and its trades are stored."""
+    settings.LISTENER_SHARDS_PER_SERVER = 2
+    api, first = setup["api"], setup["master"]
+    with celery_worker(
+        queues="listeners,fanout,default", concurrency=3, LISTENER_SHARDS_PER_SERVER="2"
+    ):
+        listeners_supervise()
+        wait_for(
+            lambda: ListenerShard.objects.filter(
+                shard_count=2, shard_index=setup["master_login"] % 2, connected=True
+            ).exists(),
+            timeout=30,
+            what="the first master's shard connected",
+        )
+        # A second master on the same shard (same login parity) as the first.
+        login = setup["master_login"] + 2
+        status, _ = api.post(
+            "/v1/accounts",
+            {"login": login, "balance": 100000, "currency": "USD", "leverage": 100, "mode": "DEMO"},
+        )
+        assert status == 201
+        second = make_master(account=make_account(server=setup["server"], login=login))
+        # Wait until the shard has resubscribed with the new master before it trades.
+        from brokers.models import ListenerShard as Shard
+
+        shard = Shard.objects.get(shard_count=2, shard_index=login % 2)
+        wait_for(
+            lambda: Shard.objects.get(pk=shard.pk).reconnects >= 1, timeout=15, what="resubscribe"
+        )
+        open_orders(api, login, 3)
+        open_orders(api, setup["master_login"], 2)
+        wait_for(lambda: len(stored_opens(second)) == 3, timeout=30, what="the new master's opens")
+        wait_for(lambda: len(stored_opens(first)) == 2, timeout=30, what="the first master's opens")
+    assert_stored_once()
