@@ -16,7 +16,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -26,6 +26,7 @@ from simple_history.admin import SimpleHistoryAdmin
 from unfold.admin import ModelAdmin, StackedInline, TabularInline
 from unfold.decorators import action
 
+from .choices import CopySubscriptionStatus
 from .errors import CopyTradingError
 from .models import (
     CopyFollower,
@@ -342,6 +343,7 @@ class CopyFollowerAdmin(StaffActionsMixin, SimpleHistoryAdmin, ModelAdmin):
         "enabled",
         "manual_trading_mode",
         "max_master_count",
+        "paused_subscriptions",
         "live",
     )
     list_filter = ("enabled", "manual_trading_mode")
@@ -363,6 +365,26 @@ class CopyFollowerAdmin(StaffActionsMixin, SimpleHistoryAdmin, ModelAdmin):
     @admin.display(ordering="account__customer__name")
     def customer(self, obj: CopyFollower) -> str:
         return obj.account.customer.name
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        # One count per page (not per row) of the subscriptions a pause stopped.
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                paused_count=Count(
+                    "subscriptions",
+                    filter=Q(
+                        subscriptions__status=CopySubscriptionStatus.PAUSED,
+                        subscriptions__deleted_at__isnull=True,
+                    ),
+                )
+            )
+        )
+
+    @admin.display(description="paused subscriptions", ordering="paused_count")
+    def paused_subscriptions(self, obj: CopyFollower) -> int:
+        return obj.paused_count  # type: ignore[attr-defined]
 
     @admin.display(description="live positions")
     def live(self, obj: CopyFollower) -> str:

@@ -198,6 +198,14 @@ def test_staff_pause_live_positions_kill_switch_and_lineage(
         ]:
             playwright_sync.expect(ops.locator(step)).to_contain_text(text)
         shot(ops, "lineage")
+        ops.goto(f"{server.url}/admin/ops/health/")
+        playwright_sync.expect(ops.locator("#latency-p50")).not_to_have_text("–")
+        shot(ops, "copy-health")
+        ops.goto(f"{server.url}/admin/ops/history/")
+        playwright_sync.expect(ops.locator("#history-table")).to_contain_text(
+            "customer asked to stop copying"
+        )
+        shot(ops, "history")
 
         # The live page went stale when the server went away; shown, not hidden.
         live = ops.context.new_page()
