@@ -179,7 +179,9 @@ def copy_health(*, window: str = "1h", now: datetime | None = None) -> CopyHealt
     p50, p99, slip_avg, slip_p99, copied = _latency_and_slippage(since)
     health.latency_p50_ms = float(p50) if p50 is not None else None
     health.latency_p99_ms = float(p99) if p99 is not None else None
-    health.slippage_avg = Decimal(slip_avg).quantize(Decimal("0.00000001")) if slip_avg else None
+    health.slippage_avg = (
+        Decimal(slip_avg).quantize(Decimal("0.00000001")) if slip_avg is not None else None
+    )
     health.slippage_p99 = (
         Decimal(str(slip_p99)).quantize(Decimal("0.00000001")) if slip_p99 is not None else None
     )

@@ -144,3 +144,11 @@ def test_lineage_page_shows_each_step(client, login, trade):
     assert "No fees yet." in body
     link_page = client.get(f"/admin/ops/lineage/link/{trade.link.pk}/").content.decode()
     assert trade.order.client_order_id in link_page
+
+
+def test_zero_slippage_is_shown_as_zero_not_missing(client, login):
+    copied_trade(master_price="1.10000", follower_price="1.10000")
+    health = dashboards.copy_health()
+    assert health.slippage_avg == Decimal(0)
+    login("Operations")
+    assert "0.00000000 / 0.00000000" in client.get("/admin/ops/health/").content.decode()
