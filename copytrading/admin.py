@@ -52,6 +52,9 @@ from .services import (
     subscription_update,
 )
 
+# Actions name permission methods (has_<name>_permission), never "app.codename": unfold's
+# system check looks dotted names up in auth_permission, which breaks `migrate` on a
+# fresh database (the table is not there yet).
 PAUSE_PERMISSION = "copytrading.pause_copysubscription"
 CLEAR_RISK_STOP_PERMISSION = "copytrading.clear_risk_stop_copysubscription"
 MASTER_PAUSE_PERMISSION = "copytrading.change_copymaster"
@@ -244,7 +247,7 @@ class CopyMasterAdmin(StaffActionsMixin, SimpleHistoryAdmin, ModelAdmin):
     actions_row = ["row_pause", "row_resume"]
     actions_detail = ["row_pause", "row_resume", "detail_live"]
 
-    def has_pause_permission(self, request: HttpRequest) -> bool:
+    def has_pause_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return request.user.has_perm(MASTER_PAUSE_PERMISSION)
 
     @admin.display(ordering="account__login")
@@ -270,7 +273,7 @@ class CopyMasterAdmin(StaffActionsMixin, SimpleHistoryAdmin, ModelAdmin):
     @action(
         description="Pause",
         url_path="pause",
-        permissions=[MASTER_PAUSE_PERMISSION],
+        permissions=["pause"],
         icon="pause",
         extra_options=BUTTON,
     )
@@ -290,7 +293,7 @@ class CopyMasterAdmin(StaffActionsMixin, SimpleHistoryAdmin, ModelAdmin):
     @action(
         description="Resume",
         url_path="resume",
-        permissions=[MASTER_PAUSE_PERMISSION],
+        permissions=["pause"],
         icon="play_arrow",
         extra_options=BUTTON,
     )
@@ -355,8 +358,11 @@ class CopyFollowerAdmin(StaffActionsMixin, SimpleHistoryAdmin, ModelAdmin):
     actions_row = ["row_pause", "row_resume"]
     actions_detail = ["row_pause", "row_resume", "detail_live", "detail_drift"]
 
-    def has_pause_permission(self, request: HttpRequest) -> bool:
+    def has_pause_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return request.user.has_perm(PAUSE_PERMISSION)
+
+    def has_drift_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("copytrading.view_tradelink")
 
     @admin.display(ordering="account__login")
     def login(self, obj: CopyFollower) -> int:
@@ -401,7 +407,7 @@ class CopyFollowerAdmin(StaffActionsMixin, SimpleHistoryAdmin, ModelAdmin):
     @action(
         description="Pause",
         url_path="pause",
-        permissions=[PAUSE_PERMISSION],
+        permissions=["pause"],
         icon="pause",
         extra_options=BUTTON,
     )
@@ -421,7 +427,7 @@ class CopyFollowerAdmin(StaffActionsMixin, SimpleHistoryAdmin, ModelAdmin):
     @action(
         description="Resume",
         url_path="resume",
-        permissions=[PAUSE_PERMISSION],
+        permissions=["pause"],
         icon="play_arrow",
         extra_options=BUTTON,
     )
@@ -444,7 +450,7 @@ class CopyFollowerAdmin(StaffActionsMixin, SimpleHistoryAdmin, ModelAdmin):
         description="Drift",
         url_path="drift",
         icon="sync_problem",
-        permissions=["copytrading.view_tradelink"],
+        permissions=["drift"],
     )
     def detail_drift(self, request: HttpRequest, object_id: str) -> HttpResponse:
         follower = self.get_object(request, unquote(object_id))
@@ -528,8 +534,11 @@ class CopySubscriptionAdmin(StaffActionsMixin, SimpleHistoryAdmin, ModelAdmin):
     ]
     change_form_template = "admin/copytrading/copysubscription/change_form.html"
 
-    def has_pause_permission(self, request: HttpRequest) -> bool:
+    def has_pause_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return request.user.has_perm(PAUSE_PERMISSION)
+
+    def has_remedy_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm(REMEDY_PERMISSION)
 
     @admin.display(ordering="follower_account__login", description="follower")
     def follower_login(self, obj: CopySubscription) -> int:
@@ -585,7 +594,7 @@ class CopySubscriptionAdmin(StaffActionsMixin, SimpleHistoryAdmin, ModelAdmin):
     @action(
         description="Pause",
         url_path="pause",
-        permissions=[PAUSE_PERMISSION],
+        permissions=["pause"],
         icon="pause",
         extra_options=BUTTON,
     )
@@ -604,7 +613,7 @@ class CopySubscriptionAdmin(StaffActionsMixin, SimpleHistoryAdmin, ModelAdmin):
     @action(
         description="Resume",
         url_path="resume",
-        permissions=[PAUSE_PERMISSION],
+        permissions=["pause"],
         icon="play_arrow",
         extra_options=BUTTON,
     )
@@ -621,7 +630,7 @@ class CopySubscriptionAdmin(StaffActionsMixin, SimpleHistoryAdmin, ModelAdmin):
     @action(
         description="Force-close all copies",
         url_path="force-close",
-        permissions=[REMEDY_PERMISSION],
+        permissions=["remedy"],
         icon="cancel",
     )
     def detail_force_close(self, request: HttpRequest, object_id: str) -> HttpResponse:
@@ -649,7 +658,7 @@ class CopySubscriptionAdmin(StaffActionsMixin, SimpleHistoryAdmin, ModelAdmin):
     @action(
         description="Re-sync now",
         url_path="resync",
-        permissions=[REMEDY_PERMISSION],
+        permissions=["remedy"],
         icon="sync",
     )
     def detail_resync(self, request: HttpRequest, object_id: str) -> HttpResponse:
@@ -784,6 +793,9 @@ class TradeLinkAdmin(StaffActionsMixin, ReadOnlyAdmin):
     actions_row = ["row_force_close"]
     actions_detail = ["row_force_close", "detail_lineage"]
 
+    def has_remedy_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm(REMEDY_PERMISSION)
+
     @admin.display(description="lineage")
     def lineage(self, obj: TradeLink) -> str:
         return _link(reverse("staff:lineage-link", args=[obj.pk]), "lineage")
@@ -791,7 +803,7 @@ class TradeLinkAdmin(StaffActionsMixin, ReadOnlyAdmin):
     @action(
         description="Force-close",
         url_path="force-close",
-        permissions=[REMEDY_PERMISSION],
+        permissions=["remedy"],
         icon="cancel",
     )
     def row_force_close(self, request: HttpRequest, object_id: str) -> HttpResponse:

@@ -76,3 +76,15 @@ def test_follower_list_counts_paused_subscriptions(client, login, trade):
     client.post(f"/admin/copytrading/copysubscription/{trade.sub.pk}/pause/", {"reason": "x"})
     body = client.get("/admin/copytrading/copyfollower/").content.decode()
     assert 'class="field-paused_subscriptions' in body
+
+
+def test_admin_system_checks_need_no_database():
+    # `migrate` runs the checks before auth_permission exists on a fresh database.
+    from django.core import checks
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as ctx:
+        errors = checks.run_checks(tags=[checks.Tags.admin])
+    assert errors == []
+    assert ctx.captured_queries == []
