@@ -47,6 +47,8 @@ from ..models import CopyInstruction, CopySubscription, TradeLink
 from .fanout import INSTRUCTION_COLUMNS
 
 REPAIR_RULE_VERSION = "repair-1"
+# Client order ids the back office gives its orders: copies (ct), repairs (rp), staff (sf).
+OUR_PREFIXES = ("ct", "rp", "sf")
 _OPEN_WORK = [
     CopyInstructionStatus.READY,
     CopyInstructionStatus.IN_FLIGHT,
@@ -240,7 +242,7 @@ def reconcile_account(
     ours = {
         p.client_order_id: p
         for pid, p in live.items()
-        if pid not in linked_positions and (p.client_order_id or "").startswith(("ct", "rp"))
+        if pid not in linked_positions and (p.client_order_id or "").startswith(OUR_PREFIXES)
     }
     if ours:
         for coid, link_id, link_status, sub_id in CopyInstruction.objects.filter(
@@ -281,7 +283,7 @@ def reconcile_account(
     unmanaged = [
         p
         for pid, p in live.items()
-        if pid not in linked_positions and not (p.client_order_id or "").startswith(("ct", "rp"))
+        if pid not in linked_positions and not (p.client_order_id or "").startswith(OUR_PREFIXES)
     ]
     follower_profile = subs[0].follower if subs else None
     for p in unmanaged:
