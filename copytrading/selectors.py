@@ -75,3 +75,13 @@ def trade_links_open_in_scope(scope: LiveScope, *, limit: int = 200) -> list[Tra
             | Q(master_account_id__in=scope.account_ids)
         )
     return list(links.select_related("master_account", "follower_account").order_by("-id")[:limit])
+
+
+def trade_links_in_scope(scope: LiveScope) -> Any:
+    """Every trade link of the scope (a queryset), for figures computed per link on demand."""
+    links = TradeLink.objects.all()
+    if scope.staff:
+        return links
+    return links.filter(
+        Q(follower_account_id__in=scope.account_ids) | Q(master_account_id__in=scope.account_ids)
+    )

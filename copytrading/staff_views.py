@@ -10,7 +10,6 @@ and a reason. No page holds a transaction across a venue call.
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import functools
 import json
@@ -23,7 +22,6 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
-from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.db.models import Model, OuterRef, Q, Subquery
 from django.http import (
@@ -42,7 +40,6 @@ from django.utils.safestring import mark_safe
 
 from accounts.models import TradingAccount
 from brokers.gateways.errors import GatewayError
-from brokers.models import Symbol
 
 from . import dashboards
 from .choices import CopyInstructionStatus, MasterEventType, TradeLinkStatus
@@ -58,6 +55,7 @@ from .models import (
     StaffRemedyKind,
     TradeLink,
 )
+from .prices import link_prices
 from .selectors import OPEN_LINK_STATUSES
 from .services import remedies
 from .services.live import link_payload
@@ -72,7 +70,6 @@ KILL_SWITCH_VIEW_PERMISSION = "risk.view_killswitch"
 KILL_SWITCH_CHANGE_PERMISSION = "risk.change_killswitch"
 
 LIVE_SNAPSHOT_LIMIT = 500
-QUOTE_CACHE_SECONDS = 1.0
 
 
 def staff_page(permission: str) -> Callable:
@@ -217,102 +214,12 @@ def live_positions_data(request: HttpRequest) -> JsonResponse:
     )
 
 
-def _quotes(server: Any, symbols: set[str]) -> dict[str, Any]:
-    """Current quotes of `symbols` on one server, cached for a second so a room of staff
-    watching the same page asks the venue once."""
-    from brokers.gateways import sync_gateway_for
-
-    found: dict[str, Any] = {}
-    missing = []
-    for symbol in sorted(symbols):
-        hit = cache.get(f"staff-quote:{server.pk}:{symbol}")
-        if hit is not None:
-            found[symbol] = hit
-        else:
-            missing.append(symbol)
-    if not missing:
-        return found
-    gateway = sync_gateway_for(server)
-
-    async def all_quotes() -> list[Any]:
-        return await asyncio.gather(
-            *(gateway.gateway.get_quote(s) for s in missing), return_exceptions=True
-        )
-
-    try:
-        answers = gateway.run(all_quotes(), timeout=5)
-    except (GatewayError, RuntimeError):
-        return found
-    for symbol, quote in zip(missing, answers, strict=True):
-        if isinstance(quote, BaseException):
-            continue
-        value = {"bid": str(quote.bid), "ask": str(quote.ask), "ts": quote.ts.isoformat()}
-        cache.set(f"staff-quote:{server.pk}:{symbol}", value, QUOTE_CACHE_SECONDS)
-        found[symbol] = value
-    return found
-
-
-def position_pnl(
-    *,
-    side: str,
-    volume: Decimal,
-    open_price: Decimal | None,
-    bid: Decimal,
-    ask: Decimal,
-    contract: Decimal,
-) -> tuple[Decimal, Decimal | None]:
-    """(the price the position would close at, its floating P&L in the symbol's quote
-    currency): a buy closes at the bid, a sell at the ask."""
-    price = bid if side == "buy" else ask
-    if open_price is None:
-        return price, None
-    move = price - open_price if side == "buy" else open_price - price
-    return price, (move * volume * contract).quantize(Decimal("0.01"))
-
-
 @staff_page(LIVE_PERMISSION)
 def live_positions_prices(request: HttpRequest) -> JsonResponse:
-    """Live price and floating P&L of the given open links (`?links=1,2,3`), computed in
-    Decimal from the follower venue's current quote and the symbol's contract size."""
-    ids = [int(x) for x in request.GET.get("links", "").split(",") if x.strip().isdigit()][:500]
-    links = list(
-        TradeLink.objects.filter(id__in=ids, status__in=OPEN_LINK_STATUSES).select_related(
-            "follower_account__broker_server"
-        )
-    )
-    by_server: dict[int, tuple[Any, set[str]]] = {}
-    for link in links:
-        server = link.follower_account.broker_server
-        by_server.setdefault(server.pk, (server, set()))[1].add(link.follower_symbol)
-    quotes = {sid: _quotes(server, symbols) for sid, (server, symbols) in by_server.items()}
-    contracts = {
-        (s.broker_server_id, s.name): s.contract_size
-        for s in Symbol.objects.filter(
-            broker_server_id__in=list(by_server),
-            name__in={link.follower_symbol for link in links},
-        )
-    }
-    prices: dict[str, Any] = {}
-    for link in links:
-        server_id = link.follower_account.broker_server_id
-        quote = quotes.get(server_id, {}).get(link.follower_symbol)
-        if quote is None:
-            prices[str(link.id)] = {"price": None, "pnl": None}
-            continue
-        price, pnl = position_pnl(
-            side=link.side,
-            volume=link.follower_volume,
-            open_price=link.open_price,
-            bid=Decimal(quote["bid"]),
-            ask=Decimal(quote["ask"]),
-            contract=contracts.get((server_id, link.follower_symbol), Decimal(1)),
-        )
-        prices[str(link.id)] = {
-            "price": format(price, "f"),
-            "pnl": format(pnl, "f") if pnl is not None else None,
-            "ts": quote["ts"],
-        }
-    return JsonResponse({"prices": prices, "at": timezone.now().isoformat()})
+    """Live price and floating P&L of the given open links (`?links=1,2,3`): the page's
+    fallback while its WebSocket is down (the socket pushes the same figures)."""
+    ids = [int(x) for x in request.GET.get("links", "").split(",") if x.strip().isdigit()]
+    return JsonResponse({"prices": link_prices(ids), "at": timezone.now().isoformat()})
 
 
 # -- copy health ------------------------------------------------------------------------

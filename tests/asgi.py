@@ -152,6 +152,12 @@ class WebSocketClient:
     close_code: int | None = None
     closed: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _send: Callable[[Any], None] | None = None
+
+    def send_json(self, payload: Any) -> None:
+        """Sends one JSON frame to the server (from the test's thread)."""
+        assert self._send is not None, "not connected"
+        self._send(payload)
 
     def _add(self, frame: Any) -> None:
         with self._lock:
@@ -211,6 +217,9 @@ def websocket(
                 aiohttp.ClientSession() as http,
                 http.ws_connect(f"{server.ws_url}{path}", headers=sent, max_msg_size=0) as ws,
             ):
+                client._send = lambda payload: asyncio.run_coroutine_threadsafe(
+                    ws.send_json(payload), loop
+                ).result(timeout=5)
                 connected.set_result(None)
                 reader = asyncio.ensure_future(_read(ws, client))
                 stopper = asyncio.ensure_future(stop.wait())

@@ -4,7 +4,6 @@ from decimal import Decimal
 
 import pytest
 
-from copytrading import staff_views
 from tests.admin.support import copied_trade
 
 pytestmark = pytest.mark.django_db
@@ -48,9 +47,11 @@ def test_live_data_is_scoped_to_the_page(client, login, trade):
 
 
 def test_prices_and_pnl_in_decimal(client, login, trade, monkeypatch):
+    from copytrading import prices as prices_module
+
     monkeypatch.setattr(
-        staff_views,
-        "_quotes",
+        prices_module,
+        "quotes",
         lambda server, symbols: {"EURUSD": {"bid": "1.10102", "ask": "1.10104", "ts": "t"}},
     )
     login("Support")
@@ -60,7 +61,9 @@ def test_prices_and_pnl_in_decimal(client, login, trade, monkeypatch):
 
 
 def test_position_pnl_of_a_sell_closes_at_the_ask():
-    price, pnl = staff_views.position_pnl(
+    from copytrading.prices import position_pnl
+
+    price, pnl = position_pnl(
         side="sell",
         volume=Decimal("2"),
         open_price=Decimal("1.2000"),

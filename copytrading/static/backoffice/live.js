@@ -152,6 +152,7 @@
           staleSince = null;
           setStatus("live", "Live");
           prices();
+          watch();
         })
         .catch(function () {
           socket.close();
@@ -161,10 +162,12 @@
       const frame = JSON.parse(event.data);
       if (frame.type === "positions") frame.links.forEach(upsert);
       else if (frame.type === "position") upsert(frame.link);
+      else if (frame.type === "prices") applyPrices(frame.prices);
       // "snapshot": this page reads its own, scoped snapshot on open (above).
     };
     socket.onclose = function () {
       socket = null;
+      watched = "";
       if (!staleSince) staleSince = new Date();
       setStatus("stale", staleLabel());
       const delay = Math.min(1000 * Math.pow(2, retry), 15000);
@@ -177,25 +180,39 @@
     return "Disconnected, reconnecting — data may be stale since " + staleSince.toLocaleTimeString();
   }
 
+  function applyPrices(prices) {
+    Object.keys(prices).forEach(function (id) {
+      const row = rows.get(Number(id));
+      if (!row) return;
+      const p = prices[id];
+      row.tr.querySelector(".price").textContent = text(p.price);
+      const pnl = row.tr.querySelector(".pnl");
+      pnl.textContent = text(p.pnl);
+      pnl.className = "pnl " + (p.pnl && p.pnl.startsWith("-") ? "pnl-neg" : "pnl-pos");
+    });
+  }
+
+  // Prices arrive over the socket every second for the links this page shows; one HTTP
+  // read right after a (re)connect fills the figures at once.
+  let watched = "";
+  function watch() {
+    if (!socket || socket.readyState !== WebSocket.OPEN) return;
+    const ids = Array.from(rows.keys()).slice(0, 500);
+    const key = ids.join(",");
+    if (key === watched) return;
+    watched = key;
+    socket.send(JSON.stringify({ type: "watch_prices", links: ids }));
+  }
+
   function prices() {
     if (status.dataset.state !== "live" || rows.size === 0) return;
     const ids = Array.from(rows.keys()).slice(0, 500).join(",");
     fetch(pricesUrl + "?links=" + ids, { credentials: "same-origin" })
       .then(function (r) { return r.ok ? r.json() : { prices: {} }; })
-      .then(function (data) {
-        Object.keys(data.prices).forEach(function (id) {
-          const row = rows.get(Number(id));
-          if (!row) return;
-          const p = data.prices[id];
-          row.tr.querySelector(".price").textContent = text(p.price);
-          const pnl = row.tr.querySelector(".pnl");
-          pnl.textContent = text(p.pnl);
-          pnl.className = "pnl " + (p.pnl && p.pnl.startsWith("-") ? "pnl-neg" : "pnl-pos");
-        });
-      })
+      .then(function (data) { applyPrices(data.prices); })
       .catch(function () {});
   }
 
-  window.setInterval(prices, 3000);
+  window.setInterval(watch, 1000);
   connect();
 })();
