@@ -396,6 +396,40 @@ def drift_items(account: TradingAccount) -> tuple[list[DriftItem], str | None]:
                 f"copy skipped: {inst.reason}",
             )
         )
+    # Master positions never decided for a subscription (opened before it subscribed).
+    never = {
+        (sub.id, mpid)
+        for sub in subs
+        for mpid in master_open.get(sub.master_account_id, {})
+        if (sub.id, mpid) not in covered and f"m:{mpid}" not in dismissed
+    }
+    if never:
+        openings = {
+            (e.account_id, e.master_position_id): e
+            for e in MasterEvent.objects.filter(
+                account_id__in={sub.master_account_id for sub in subs},
+                event_type=MasterEventType.POSITION_OPENED,
+                master_position_id__in={mpid for _sid, mpid in never},
+            )
+        }
+        for sub_id, mpid in sorted(never):
+            sub = subs_by_id[sub_id]
+            opening = openings.get((sub.master_account_id, mpid))
+            state = master_open[sub.master_account_id][mpid]
+            items.append(
+                DriftItem(
+                    "missing",
+                    f"m:{mpid}",
+                    sub,
+                    None,
+                    "",
+                    mpid,
+                    opening.symbol if opening else "",
+                    opening.side if opening else "",
+                    state.get("volume"),
+                    "never copied: opened before this subscription",
+                )
+            )
     return items, None
 
 

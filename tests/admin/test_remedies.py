@@ -221,3 +221,30 @@ def test_drift_page_offers_remedies_and_applies_one(client, login, trade, venue,
     assert f'data-key="f:{trade.link.follower_position_id}"' not in body  # linked, master open
     client.post(url, {"remedy": "dismiss", "position_key": "f:manual5", "reason": "hedge"})
     assert 'data-key="f:manual5"' not in client.get(url).content.decode()
+
+
+def test_drift_lists_master_positions_opened_before_the_subscription(client, login, trade, venue):
+    """A master position open before a follower subscribed has no decision at all for it:
+    the drift page still lists it as missing, so staff can re-open (copy) or dismiss it."""
+    from copytrading.models import MasterEvent
+
+    venue.append(position(trade.link.follower_position_id))
+    master = trade.sub.master_account
+    MasterEvent.objects.create(
+        broker_server_id=master.broker_server_id,
+        account=master,
+        venue_event_id="early-1",
+        event_type="position_opened",
+        master_position_id="early-pos",
+        symbol="GBPUSD",
+        side="sell",
+        volume=Decimal("2"),
+        raw={},
+        venue_ts=timezone.now(),
+        received_at=timezone.now(),
+        fanout_state="done",
+    )
+    login("Operations")
+    body = client.get(f"/admin/ops/drift/{trade.sub.follower_account_id}/").content.decode()
+    assert 'data-key="m:early-pos"' in body
+    assert "never copied" in body
