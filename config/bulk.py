@@ -206,12 +206,13 @@ def update_sql(
     rows: Sequence[Any],
     *,
     columns: Sequence[str],
-    get: Callable[[str], Callable[[Any], Any]],
+    get: Callable[[str], Callable[[Any], Any]] | None = None,
     where: str = "",
     returning: Sequence[str] = (),
 ) -> tuple[str, list[Any]]:
     """The UPDATE ... FROM unnest(...) of `rows` (`get(attname)` reads a value of a row),
     with an optional extra condition on the target row `t`, and its params."""
+    get = get or _attr
     fields = [model._meta.get_field(c) for c in columns]
     pk = model._meta.pk
     cols = _Columns(fields, [get(f.attname) for f in fields], rows)
@@ -240,6 +241,23 @@ def update_sql(
         f"WHERE t.{pk.column} = s.{pk.column}{' AND ' + where if where else ''}{back}"
     )
     return sql, params + source_params
+
+
+def run_together(statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+    """Runs data-modifying statements (from insert_sql / update_sql, without RETURNING) as
+    one statement, each a CTE: one round trip. They must not depend on each other's
+    effects (all see the same snapshot) nor touch the same row twice."""
+    if not statements:
+        return
+    *first, (last_sql, last_params) = statements
+    sql = ""
+    params: list[Any] = []
+    if first:
+        sql = "WITH " + ", ".join(f"w{i} AS ({s})" for i, (s, _p) in enumerate(first)) + " "
+        for _s, p in first:
+            params.extend(p)
+    with cursor() as cur:
+        cur.execute(sql + last_sql, [*params, *last_params])
 
 
 def update_objects(objs: Sequence[models.Model], *, columns: Sequence[str]) -> int:
