@@ -708,9 +708,17 @@ def _server(server_id: int) -> BrokerServer:
 def instructions_execute(*, server_id: int, instruction_ids: list[int]) -> int:
     """Claims, sends and records the given ready instructions of one follower server;
     returns how many were sent. Transient failures are queued again with backoff."""
+    claimed = _claim(server_id, instruction_ids)
+    if not claimed:
+        return 0
+    return claimed_execute(server_id=server_id, claimed=claimed)
+
+
+def claimed_execute(*, server_id: int, claimed: list[Claimed]) -> int:
+    """Sends and records instructions claimed (committed in flight) by the caller; returns
+    how many were sent. Transient failures are queued again with backoff."""
     from brokers.gateways import sync_gateway_for
 
-    claimed = _claim(server_id, instruction_ids)
     if not claimed:
         return 0
     gateway = sync_gateway_for(_server(server_id))

@@ -12,25 +12,34 @@ Guards:
   it closes, whatever order the tasks run in.
 - One transaction per master account and batch: the instructions, the new trade
   links and the event's `done` state commit together, or none of them does.
+- A small fan-out (the fan-out task's own, one chunk) also claims its first orders in
+  that transaction (see `_fanout_chunk`): the subscriptions are read FOR SHARE there, so
+  a pause or kill switch that commits before is seen by the decision, and one that
+  commits after waits for the claim, as the executor's own claim does.
+
+The hot path reads and writes with raw SQL on plain rows: a Django queryset costs
+0.5-1 ms of Python per statement here, and a model instance per subscription, link and
+account costs more than deciding.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
-from django.db import connection, transaction
-from django.db.models import Count, Max
+from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import TradingAccount
 from brokers.models import Symbol, SymbolMap
-from config.bulk import insert_rows, update_objects
+from config.bulk import cursor, insert_rows_returning
 from config.db import relax_commit
 
 from .. import decision as d
@@ -46,6 +55,12 @@ from ..models import CopyInstruction, CopySubscription, MasterEvent, TradeLink
 _FANOUT_LOCK_SPACE = 0x5C0B  # first key of the two-key advisory lock: "fan-out of account"
 _CACHE_SECONDS = 10.0
 OPENING_ACTIONS = {CopyInstructionAction.OPEN, CopyInstructionAction.PLACE_PENDING}
+_OPENING_KINDS = {MasterEventType.POSITION_OPENED, MasterEventType.ORDER_PLACED}
+_LINKED_KINDS = {
+    MasterEventType.POSITION_MODIFIED,
+    MasterEventType.POSITION_CLOSED,
+    MasterEventType.ORDER_CANCELLED,
+}
 
 
 def client_order_id_for(*, event_id: int, subscription_id: int) -> str:
@@ -98,30 +113,272 @@ def _server_maps(server_id: int, source_server_id: int) -> dict[str, str]:
     return _cached(("maps", server_id, source_server_id), load)
 
 
-def _account_maps(account_ids: list[int], source_server_id: int) -> dict[int, dict[str, str]]:
-    maps: dict[int, dict[str, dict[str, str]]] = defaultdict(lambda: {"g": {}, "s": {}})
-    rows = SymbolMap.objects.filter(account_id__in=account_ids).values_list(
-        "account_id", "source_server_id", "master_symbol", "follower_symbol"
+def _account_maps(source_server_id: int) -> dict[int, dict[str, str]]:
+    """Account-level maps for masters on `source_server_id`, of every account that has any
+    (few do), cached like the server-wide ones: specific rows over general ones."""
+
+    def load() -> dict[int, dict[str, str]]:
+        maps: dict[int, dict[str, dict[str, str]]] = defaultdict(lambda: {"g": {}, "s": {}})
+        rows = SymbolMap.objects.filter(account__isnull=False).values_list(
+            "account_id", "source_server_id", "master_symbol", "follower_symbol"
+        )
+        for account_id, source, master, follower in rows:
+            if source is None:
+                maps[account_id]["g"][master.upper()] = follower
+            elif source == source_server_id:
+                maps[account_id]["s"][master.upper()] = follower
+        return {a: {**m["g"], **m["s"]} for a, m in maps.items()}
+
+    return _cached(("account_maps", source_server_id), load)
+
+
+def _mapping(
+    master_suffix: str, follower_server_id: int, follower_suffix: str, source_server_id: int
+) -> d.SymbolMapping:
+    """The symbol mapping of a follower without account maps: one object per server, so
+    its (large) hash and JSON form are computed once, not per follower."""
+
+    def load() -> d.SymbolMapping:
+        return d.SymbolMapping(
+            master_suffix=master_suffix,
+            follower_suffix=follower_suffix,
+            server_maps=tuple(sorted(_server_maps(follower_server_id, source_server_id).items())),
+        )
+
+    return _cached(
+        ("mapping", master_suffix, follower_server_id, follower_suffix, source_server_id), load
     )
-    for account_id, source, master, follower in rows:
-        if source is None:
-            maps[account_id]["g"][master.upper()] = follower
-        elif source == source_server_id:
-            maps[account_id]["s"][master.upper()] = follower
-    return {a: {**m["g"], **m["s"]} for a, m in maps.items()}
+
+
+# -- rows: what fan-out reads, without model instances --------------------------------
+
+
+@dataclass(slots=True)
+class EventRow:
+    """A master event with its master account, as fan-out reads it."""
+
+    id: int
+    account_id: int
+    event_type: str
+    synthetic: bool
+    master_position_id: str
+    master_order_id: str
+    client_order_id: str
+    symbol: str
+    side: str
+    order_type: str
+    volume: Decimal | None
+    remaining_volume: Decimal | None
+    price: Decimal | None
+    sl: Decimal | None
+    tp: Decimal | None
+    existing: Any
+    decision_context: dict[str, Any] | None
+    pending_origin: str | None
+    master_login: int
+    master_currency: str
+    master_equity: Decimal | None
+    master_server_id: int
+    master_suffix: str
+
+    @classmethod
+    def from_model(cls, event: MasterEvent) -> EventRow:
+        account = event.account
+        return cls(
+            id=event.id,
+            account_id=event.account_id,
+            event_type=event.event_type,
+            synthetic=event.synthetic,
+            master_position_id=event.master_position_id,
+            master_order_id=event.master_order_id,
+            client_order_id=event.client_order_id,
+            symbol=event.symbol,
+            side=event.side,
+            order_type=event.order_type,
+            volume=event.volume,
+            remaining_volume=event.remaining_volume,
+            price=event.price,
+            sl=event.sl,
+            tp=event.tp,
+            existing=event.raw.get("existing") if event.synthetic else None,
+            decision_context=event.decision_context,
+            pending_origin=_pending_origin(event),
+            master_login=account.login,
+            master_currency=account.currency,
+            master_equity=account.equity,
+            master_server_id=account.broker_server_id,
+            master_suffix=account.broker_server.symbol_suffix,
+        )
+
+
+_EVENTS_SQL = f"""
+SELECT e.id, e.account_id, e.event_type, e.synthetic, e.master_position_id, e.master_order_id,
+    e.client_order_id, e.symbol, e.side, e.order_type, e.volume, e.remaining_volume, e.price,
+    e.sl, e.tp, CASE WHEN e.synthetic THEN e.raw->'existing' END, e.decision_context,
+    CASE WHEN e.event_type = '{MasterEventType.POSITION_OPENED.value}' AND e.client_order_id <> ''
+    THEN (
+        SELECT p.master_order_id FROM copytrading_masterevent AS p
+        WHERE p.account_id = e.account_id AND p.client_order_id = e.client_order_id
+            AND p.event_type = '{MasterEventType.ORDER_PLACED.value}'
+        ORDER BY p.id LIMIT 1
+    ) END,
+    a.login, a.currency, a.equity, a.broker_server_id, b.symbol_suffix
+FROM copytrading_masterevent AS e
+JOIN accounts_tradingaccount AS a ON a.id = e.account_id
+JOIN brokers_brokerserver AS b ON b.id = a.broker_server_id
+WHERE e.account_id = %b AND e.id <= %b AND e.fanout_state <> '{MasterEventFanoutState.DONE.value}'
+ORDER BY e.id
+"""  # noqa: S608 - constants, not input
+
+
+def _json(value: Any) -> Any:
+    # Django loads jsonb as text on its connections (it parses JSON fields itself).
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _pending_events(account_id: int, last_id: int) -> list[EventRow]:
+    with cursor() as cur:
+        cur.execute(_EVENTS_SQL, [account_id, last_id])
+        rows = cur.fetchall()
+    events = []
+    for row in rows:
+        event = EventRow(*row)
+        event.existing = _json(event.existing)
+        event.decision_context = _json(event.decision_context)
+        event.pending_origin = event.pending_origin or None
+        events.append(event)
+    return events
+
+
+@dataclass(slots=True)
+class SubRow:
+    """A live subscription with what deciding needs of its follower, as fan-out reads it.
+
+    The settings carry the model's field names, so `SubscriptionSettings.from_model`
+    reads a row as it reads a model instance."""
+
+    id: int
+    enabled: bool
+    status: int
+    copy_mode: int
+    volume_mode: int
+    risk_multiplier: Decimal
+    fixed_volume: Decimal
+    base_equity: Decimal
+    copy_sl: bool
+    copy_tp: bool
+    copy_partial_close: bool
+    copy_pending_orders: bool
+    copy_existing_positions: bool
+    reverse_direction: bool
+    max_volume: Decimal
+    min_volume: Decimal
+    max_positions: int
+    symbols_mode: int
+    symbols: str
+    follower_account_id: int
+    follower_enabled: bool
+    master_enabled: bool
+    master_paused: bool
+    login: int
+    currency: str
+    equity: Decimal | None
+    server_id: int
+    suffix: str
+    kill_switch: bool
+
+    @classmethod
+    def from_model(cls, sub: CopySubscription) -> SubRow:
+        account = sub.follower_account
+        from risk.switches import kill_switch_active
+
+        return cls(
+            **{f: getattr(sub, f) for f in _SETTING_FIELDS},
+            follower_account_id=sub.follower_account_id,
+            follower_enabled=sub.follower.enabled,
+            master_enabled=sub.master.enabled,
+            master_paused=sub.master.paused,
+            login=account.login,
+            currency=account.currency,
+            equity=account.equity,
+            server_id=account.broker_server_id,
+            suffix=account.broker_server.symbol_suffix,
+            kill_switch=kill_switch_active(),
+        )
+
+
+_SETTING_FIELDS = tuple(f.name for f in dataclasses.fields(SubRow))[:19]
+
+_SUBSCRIPTIONS_SQL = f"""
+SELECT {", ".join("s." + f for f in _SETTING_FIELDS)},
+    s.follower_account_id, f.enabled, m.enabled, m.paused, a.login, a.currency, a.equity,
+    a.broker_server_id, b.symbol_suffix,
+    COALESCE((SELECT k.active FROM risk_killswitch AS k WHERE k.id = 1 FOR SHARE), false)
+FROM copytrading_copysubscription AS s
+JOIN copytrading_copyfollower AS f ON f.id = s.follower_id
+JOIN copytrading_copymaster AS m ON m.id = s.master_id
+JOIN accounts_tradingaccount AS a ON a.id = s.follower_account_id
+JOIN brokers_brokerserver AS b ON b.id = a.broker_server_id
+WHERE s.master_account_id = %b AND s.deleted_at IS NULL
+ORDER BY s.id
+"""  # noqa: S608 - constants, not input
+
+
+def _subscriptions(account_id: int, *, lock: bool) -> list[SubRow]:
+    """The master's live subscriptions, in id order; with `lock`, read FOR SHARE (a pause
+    of any of them then waits until this transaction commits)."""
+    with cursor() as cur:
+        cur.execute(_SUBSCRIPTIONS_SQL + (" FOR SHARE OF s" if lock else ""), [account_id])
+        return [SubRow(*row) for row in cur.fetchall()]
+
+
+@dataclass(slots=True)
+class LinkRecord:
+    """A trade link as fan-out reads it (and the executor writes it back, so every column
+    it writes is here: see execution.LinkRow)."""
+
+    id: int
+    subscription_id: int
+    master_position_id: str
+    master_order_id: str
+    follower_symbol: str
+    side: str
+    status: str
+    reason: str
+    follower_position_id: str
+    follower_order_id: str
+    follower_volume: Decimal
+    open_price: Decimal | None
+    close_price: Decimal | None
+    opened_at: datetime | None
+    closed_at: datetime | None
+    profit: Decimal
+    sl: Decimal | None
+    tp: Decimal | None
+    updated_at: datetime | None
+
+
+_LINK_FIELDS = tuple(f.name for f in dataclasses.fields(LinkRecord))
+_LINKS_SQL = (
+    f"SELECT {', '.join(_LINK_FIELDS)} FROM copytrading_tradelink "  # noqa: S608 - constants
+    "WHERE subscription_id = ANY(%b) AND {key} = %b"
+)
+
+
+def _links_where(sub_ids: list[int], key: str, value: str, *, lock: bool) -> list[LinkRecord]:
+    sql = _LINKS_SQL.format(key=key) + (" FOR SHARE" if lock else "")
+    with cursor() as cur:
+        cur.execute(sql, [sub_ids, value])
+        return [LinkRecord(*row) for row in cur.fetchall()]
 
 
 # -- building decision inputs -------------------------------------------------------
 
 
-def _decimal_or_none(value: Any) -> Decimal | None:
-    return None if value is None else Decimal(value)
-
-
 def _pending_origin(event: MasterEvent) -> str | None:
     """The master order whose fill opened this position, found by client order id."""
     coid = event.client_order_id
-    if not coid:
+    if not coid or event.event_type != MasterEventType.POSITION_OPENED:
         return None
     placed = (
         MasterEvent.objects.filter(
@@ -135,8 +392,10 @@ def _pending_origin(event: MasterEvent) -> str | None:
     return placed or None
 
 
-def decision_event(event: MasterEvent) -> d.MasterEvent:
+def decision_event(event: MasterEvent | EventRow) -> d.MasterEvent:
     """The stored event as the decision function reads it."""
+    if not isinstance(event, EventRow):
+        event = EventRow.from_model(event)
     kind = d.EventKind(event.event_type)
     closing = kind is d.EventKind.POSITION_CLOSED
     return d.MasterEvent(
@@ -152,12 +411,12 @@ def decision_event(event: MasterEvent) -> d.MasterEvent:
         tp=event.tp,
         closed_volume=event.volume if closing else None,
         remaining_volume=event.remaining_volume if closing else None,
-        from_order_id=_pending_origin(event) if kind is d.EventKind.POSITION_OPENED else None,
-        existing=bool(event.synthetic and event.raw.get("existing")),
+        from_order_id=event.pending_origin if kind is d.EventKind.POSITION_OPENED else None,
+        existing=bool(event.synthetic and event.existing),
     )
 
 
-def link_state(link: TradeLink | None) -> d.LinkState | None:
+def link_state(link: TradeLink | LinkRecord | None) -> d.LinkState | None:
     """The follower side of a link as the decision function reads it."""
     if link is None:
         return None
@@ -173,109 +432,130 @@ def link_state(link: TradeLink | None) -> d.LinkState | None:
     )
 
 
-def _links_for(event: d.MasterEvent, sub_ids: list[int]) -> dict[int, TradeLink]:
+def _links_for(event: d.MasterEvent, sub_ids: list[int], *, lock: bool) -> dict[int, LinkRecord]:
     if event.kind in (
         d.EventKind.ORDER_PLACED,
         d.EventKind.ORDER_CANCELLED,
         d.EventKind.ORDER_FILLED,
     ):
-        key = {"master_order_id": event.order_id or ""}
+        key, value = "master_order_id", event.order_id or ""
     elif event.kind is d.EventKind.POSITION_OPENED and event.from_order_id:
-        key = {"master_order_id": event.from_order_id}
+        key, value = "master_order_id", event.from_order_id
     else:
-        key = {"master_position_id": event.position_id or ""}
-    if not next(iter(key.values())):
+        key, value = "master_position_id", event.position_id or ""
+    if not value:
         return {}
-    links = TradeLink.objects.filter(subscription_id__in=sub_ids, **key)
-    found = {link.subscription_id: link for link in links}
+    found = {link.subscription_id: link for link in _links_where(sub_ids, key, value, lock=lock)}
     if event.kind is d.EventKind.POSITION_OPENED and event.from_order_id:
         # A position from a master pending order: the follower side is the order's link,
         # unless the position itself was already linked (a redelivery).
-        by_position = TradeLink.objects.filter(
-            subscription_id__in=sub_ids, master_position_id=event.position_id or ""
+        by_position = _links_where(
+            sub_ids, "master_position_id", event.position_id or "", lock=lock
         )
         found.update({link.subscription_id: link for link in by_position})
     return found
 
 
+def _open_counts(sub_ids: list[int]) -> dict[int, int]:
+    with cursor() as cur:
+        cur.execute(
+            "SELECT subscription_id, count(*) FROM copytrading_tradelink "
+            "WHERE subscription_id = ANY(%b) AND status = ANY(%b) GROUP BY subscription_id",
+            [sub_ids, [TradeLinkStatus.OPENING.value, TradeLinkStatus.OPEN.value]],
+        )
+        return dict(cur.fetchall())
+
+
 def build_inputs(
-    event: MasterEvent, subscriptions: list[CopySubscription], *, existing: bool = False
-) -> list[tuple[CopySubscription, d.DecisionInputs, TradeLink | None]]:
-    """The decision inputs of every (event, subscription), read in a fixed number of queries."""
-    master_account: TradingAccount = event.account
-    master_server = master_account.broker_server
+    event: MasterEvent | EventRow,
+    subscriptions: list[CopySubscription] | list[SubRow],
+    *,
+    existing: bool = False,
+    lock_links: bool = False,
+) -> list[tuple[Any, d.DecisionInputs, LinkRecord | None]]:
+    """The decision inputs of every (event, subscription), read in a fixed number of queries.
+
+    Takes model instances (remedies, copying existing positions) or rows (fan-out); with
+    `lock_links`, the links are read FOR SHARE (see `_fanout_event`)."""
+    if not isinstance(event, EventRow):
+        event = EventRow.from_model(event)
+    rows = [s if isinstance(s, SubRow) else SubRow.from_model(s) for s in subscriptions]
     devent = decision_event(event)
     if existing:
         devent = dataclasses.replace(devent, existing=True)
-    master_profile_enabled = (
-        all(s.master.enabled for s in subscriptions[:1]) if subscriptions else True
-    )
     master = d.AccountSnapshot(
-        login=master_account.login,
-        currency=master_account.currency,
-        equity=master_account.equity or None,
-        profile_enabled=master_profile_enabled,
+        login=event.master_login,
+        currency=event.master_currency,
+        equity=event.master_equity or None,
+        profile_enabled=rows[0].master_enabled if rows else True,
     )
-    sub_ids = [s.id for s in subscriptions]
-    links = _links_for(devent, sub_ids)
-    open_counts = dict(
-        TradeLink.objects.filter(
-            subscription_id__in=sub_ids,
-            status__in=[TradeLinkStatus.OPENING, TradeLinkStatus.OPEN],
-        )
-        .values("subscription_id")
-        .annotate(n=Count("id"))
-        .values_list("subscription_id", "n")
+    sub_ids = [s.id for s in rows]
+    links = _links_for(devent, sub_ids, lock=lock_links)
+    # Only a subscription with max_positions reads its open copies.
+    counted = [s.id for s in rows if s.max_positions > 0]
+    open_counts = _open_counts(counted) if counted else {}
+    account_maps = _account_maps(event.master_server_id)
+    switches = d.KillSwitches(
+        platform=rows[0].kill_switch if rows else False,
+        master=rows[0].master_paused if rows else False,
     )
-    account_maps = _account_maps([s.follower_account_id for s in subscriptions], master_server.id)
-    switches = _switches(subscriptions[0].master.paused if subscriptions else False)
+    symbols_needed: dict[tuple[str, d.SymbolMapping], str] = {}
     result = []
-    for sub in subscriptions:
-        follower_account = sub.follower_account
-        follower_server = follower_account.broker_server
-        server_maps = _server_maps(follower_server.id, master_server.id)
-        own_maps = account_maps.get(follower_account.id, {})
-        mapping = d.SymbolMapping(
-            master_suffix=master_server.symbol_suffix,
-            follower_suffix=follower_server.symbol_suffix,
-            account_maps=tuple(sorted(own_maps.items())),
-            server_maps=tuple(sorted(server_maps.items())),
-        )
-        link = links.get(sub.id)
+    for sub, row in zip(subscriptions, rows, strict=True):
+        own_maps = account_maps.get(row.follower_account_id)
+        if own_maps:
+            mapping = d.SymbolMapping(
+                master_suffix=event.master_suffix,
+                follower_suffix=row.suffix,
+                account_maps=tuple(sorted(own_maps.items())),
+                server_maps=tuple(
+                    sorted(_server_maps(row.server_id, event.master_server_id).items())
+                ),
+            )
+        else:
+            mapping = _mapping(
+                event.master_suffix, row.server_id, row.suffix, event.master_server_id
+            )
+        link = links.get(row.id)
         state = link_state(link)
-        needed = d.follower_symbol_needed(devent, mapping, state)
-        spec = _symbol_index(follower_server.id).get(needed.upper())
+        if state is None:
+            # Without a link the symbol depends only on the event and the mapping.
+            needed = symbols_needed.get((devent.symbol, mapping))
+            if needed is None:
+                needed = symbols_needed[(devent.symbol, mapping)] = d.follower_symbol_needed(
+                    devent, mapping, None
+                )
+        else:
+            needed = d.follower_symbol_needed(devent, mapping, state)
         inputs = d.DecisionInputs(
             event=devent,
-            subscription=d.SubscriptionSettings.from_model(sub),
+            subscription=_settings(row),
             follower=d.AccountSnapshot(
-                login=follower_account.login,
-                currency=follower_account.currency,
-                equity=follower_account.equity or None,
-                profile_enabled=sub.follower.enabled,
+                login=row.login,
+                currency=row.currency,
+                equity=row.equity or None,
+                profile_enabled=row.follower_enabled,
             ),
             master=master,
             symbol_map=mapping,
-            follower_symbol=spec,
+            follower_symbol=_symbol_index(row.server_id).get(needed.upper()),
             link=state,
-            open_copied_positions=open_counts.get(sub.id, 0),
-            fx_rate=Decimal(1) if follower_account.currency == master_account.currency else None,
+            open_copied_positions=open_counts.get(row.id, 0),
+            fx_rate=Decimal(1) if row.currency == event.master_currency else None,
             kill_switches=switches,
         )
         result.append((sub, inputs, link))
     return result
 
 
-def _switches(master_paused: bool) -> d.KillSwitches:
-    from risk.switches import kill_switch_active
-
-    return d.KillSwitches(platform=kill_switch_active(), master=master_paused)
+def _settings(row: SubRow) -> d.SubscriptionSettings:
+    return d.SubscriptionSettings.from_model(row)
 
 
 # -- fan-out ------------------------------------------------------------------------
 
 
-def _instruction_status(decision: d.CopyDecision, link: TradeLink | None) -> str:
+def _instruction_status(decision: d.CopyDecision, link: LinkRecord | None) -> str:
     if decision.skipped:
         return CopyInstructionStatus.SKIPPED
     if (
@@ -330,19 +610,22 @@ INSTRUCTION_COLUMNS = (
     "inputs",
     "decision",
 )
+_CLAIMED_COLUMNS = (*INSTRUCTION_COLUMNS, "claimed_at")
 
 
 SHARED_INPUTS = ("event", "master", "kill_switches")
 
 
-def split_inputs(inputs: d.DecisionInputs) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(the parts every subscription of the event shares, this subscription's parts)."""
-    shared = {
+def _shared_inputs(inputs: d.DecisionInputs) -> dict[str, Any]:
+    return {
         "event": inputs.event.to_dict(),
         "master": inputs.master.to_dict(),
         "kill_switches": inputs.kill_switches.to_dict(),
     }
-    return shared, {
+
+
+def _own_inputs(inputs: d.DecisionInputs) -> dict[str, Any]:
+    return {
         "subscription": _settings_dict(inputs.subscription),
         "follower": inputs.follower.to_dict(),
         "symbol_map": _codec_dict(inputs.symbol_map),
@@ -353,14 +636,19 @@ def split_inputs(inputs: d.DecisionInputs) -> tuple[dict[str, Any], dict[str, An
     }
 
 
+def split_inputs(inputs: d.DecisionInputs) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the parts every subscription of the event shares, this subscription's parts)."""
+    return _shared_inputs(inputs), _own_inputs(inputs)
+
+
 def instruction_inputs(instruction: CopyInstruction) -> d.DecisionInputs:
     """The full decision inputs of an instruction: its own, merged with its event's shared ones."""
     shared = instruction.master_event.decision_context if instruction.master_event_id else {}
     return d.DecisionInputs.from_dict({**(shared or {}), **instruction.inputs})
 
 
-# Symbol maps, specs and settings repeat across thousands of followers of one event; they
-# are frozen, so their JSON form can be cached by value.
+# Symbol maps, specs, settings and decisions repeat across thousands of followers of one
+# event; they are frozen, so their JSON form can be cached by value.
 @lru_cache(maxsize=4096)
 def _codec_dict(value: Any) -> dict[str, Any]:
     return value.to_dict()
@@ -371,32 +659,50 @@ def _settings_dict(value: d.SubscriptionSettings) -> dict[str, Any]:
     return value.to_dict()
 
 
+@lru_cache(maxsize=4096)
+def _decision_dict(value: d.CopyDecision) -> dict[str, Any]:
+    return value.to_dict()
+
+
 def fanout_subscription_event(
     event: MasterEvent, subscription: CopySubscription, *, existing: bool
 ) -> dict[int, list[int]]:
     """One event for one subscription only (copying existing positions on subscribe)."""
-    return _fanout_event(event, subscriptions=[subscription], existing=existing)
+    ready, _claimed = _fanout_event(
+        EventRow.from_model(event), [SubRow.from_model(subscription)], existing=existing
+    )
+    return ready
 
 
 def _fanout_event(
-    event: MasterEvent,
+    event: EventRow,
+    subscriptions: list[SubRow],
     *,
-    subscriptions: list[CopySubscription] | None = None,
     existing: bool = False,
-) -> dict[int, list[int]]:
-    """Decides and stores one event's instructions; returns ready ids by follower server."""
-    if subscriptions is None:
-        subscriptions = list(
-            CopySubscription.objects.filter(master_account_id=event.account_id)
-            .select_related("master", "follower", "follower_account__broker_server")
-            .order_by("id")
-        )
+    claim: int = 0,
+    lock_links: bool = False,
+) -> tuple[dict[int, list[int]], tuple[int, list[Any]] | None]:
+    """Decides and stores one event's instructions for `subscriptions`, in the caller's
+    transaction; returns (ready ids by follower server, claimed).
+
+    With `claim` > 0, up to that many ready instructions of the first follower server are
+    stored already claimed (in flight, with their orders): (server id, execution.Claimed
+    list), for the caller to send once this transaction commits. The caller read the
+    subscriptions FOR SHARE in this transaction, so the decision's own refusal (pause,
+    stop, disabled, kill switch, master paused) is the claim's re-check.
+
+    With `lock_links`, links are read FOR SHARE: a close decided as waiting for an open in
+    flight commits before that open's fill is recorded, whose release of waiting closes
+    then sees it (else the close could commit just after and wait forever).
+    """
     if not subscriptions:
-        return {}
+        return {}, None
     now = timezone.now()
     decided = []
     new_links = []
-    for sub, inputs, link in build_inputs(event, subscriptions, existing=existing):
+    for sub, inputs, link in build_inputs(
+        event, subscriptions, existing=existing, lock_links=lock_links
+    ):
         decision = d.decide(inputs)
         decided.append((sub, inputs, link, decision))
         if decision.action in (d.CopyAction.OPEN, d.CopyAction.PLACE_PENDING) and link is None:
@@ -435,34 +741,44 @@ def _fanout_event(
             if link is not None and link.master_order_id and not link.master_position_id
         ]
         if order_links:
-            TradeLink.objects.filter(id__in=order_links, master_position_id="").update(
-                master_position_id=event.master_position_id, updated_at=now
-            )
-    link_ids: dict[int, int] = {}
-    if new_links:
-        insert_rows(TradeLink, new_links, columns=_LINK_COLUMNS)
-        key = "master_order_id" if new_links[0]["master_order_id"] else "master_position_id"
-        link_ids = dict(
-            TradeLink.objects.filter(
-                subscription_id__in=[r["subscription_id"] for r in new_links],
-                **{key: new_links[0][key]},
-            ).values_list("subscription_id", "id")
-        )
+            with cursor() as cur:
+                cur.execute(
+                    "UPDATE copytrading_tradelink SET master_position_id = %b, updated_at = %b "
+                    "WHERE id = ANY(%b) AND master_position_id = ''",
+                    [event.master_position_id, now, order_links],
+                )
+    link_ids = _insert_links(new_links)
+    shared = _shared_inputs(decided[0][1])
+    # A late copy of an existing position decides on an event marked `existing`, unlike
+    # the event's shared inputs; and a chunk decided under other shared inputs than the
+    # event's stored ones (the kill switch flipped between two chunks): such instructions
+    # keep their own full copy, so each decision replays from what is stored.
+    own_copy = existing or (event.decision_context is not None and event.decision_context != shared)
+    if event.decision_context is None and not existing:
+        event.decision_context = shared
+    servers = {s.id: s.server_id for s in subscriptions}
+    claimable: set[int] = set()
+    if claim:
+        first_server = None
+        for sub, _inputs, link, decision in decided:
+            if _instruction_status(decision, link) == CopyInstructionStatus.READY:
+                if first_server is None:
+                    first_server = sub.server_id
+                if sub.server_id == first_server and len(claimable) < claim:
+                    claimable.add(sub.id)
     rows = []
-    shared: dict[str, Any] | None = None
     for sub, inputs, link, decision in decided:
-        shared, own = split_inputs(inputs) if shared is None else (shared, split_inputs(inputs)[1])
+        own = _own_inputs(inputs)
         status = _instruction_status(decision, link)
-        link_id = link.id if link is not None else link_ids.get(sub.id)
         rows.append(
             {
                 "origin": "event",
                 "master_event_id": event.id,
                 "subscription_id": sub.id,
                 "follower_account_id": sub.follower_account_id,
-                "trade_link_id": link_id,
+                "trade_link_id": link.id if link is not None else link_ids.get(sub.id),
                 "action": str(decision.action),
-                "status": status,
+                "status": CopyInstructionStatus.IN_FLIGHT if sub.id in claimable else status,
                 "reason": str(decision.reason) if decision.reason else "",
                 "detail": decision.detail[:500],
                 "rule_version": decision.rule_version,
@@ -472,22 +788,120 @@ def _fanout_event(
                 "volume": decision.volume,
                 "attempts": 0,
                 "created_at": now,
-                # A late copy of an existing position decides on an event marked `existing`,
-                # unlike the event's shared inputs: it keeps its own full copy.
-                "inputs": {**shared, **own} if existing else own,
-                "decision": decision.to_dict(),
+                "claimed_at": now if sub.id in claimable else None,
+                "inputs": {**shared, **own} if own_copy else own,
+                "decision": _decision_dict(decision),
             }
         )
-    inserted = insert_rows(CopyInstruction, rows, columns=INSTRUCTION_COLUMNS)
-    if shared is not None:
-        event.decision_context = shared
+    inserted = insert_rows_returning(
+        CopyInstruction,
+        rows,
+        columns=_CLAIMED_COLUMNS,
+        returning=("id", "subscription_id", "status"),
+    )
     ready: dict[int, list[int]] = defaultdict(list)
-    if inserted:
-        for inst_id, server_id in CopyInstruction.objects.filter(
-            id__in=inserted, status=CopyInstructionStatus.READY
-        ).values_list("id", "follower_account__broker_server_id"):
-            ready[server_id].append(inst_id)
-    return ready
+    claimed_ids: dict[int, int] = {}
+    for inst_id, sub_id, status in sorted(inserted):
+        if status == CopyInstructionStatus.READY:
+            ready[servers[sub_id]].append(inst_id)
+        elif status == CopyInstructionStatus.IN_FLIGHT:
+            claimed_ids[sub_id] = inst_id
+    claimed = _claim_inline(decided, rows, claimed_ids, new_links, link_ids, now)
+    return ready, claimed
+
+
+def _insert_links(new_links: list[dict[str, Any]]) -> dict[int, int]:
+    """Inserts the new links; returns {subscription id: link id}, a link that was there
+    already (a re-run) included."""
+    if not new_links:
+        return {}
+    link_ids = dict(
+        insert_rows_returning(
+            TradeLink, new_links, columns=_LINK_COLUMNS, returning=("subscription_id", "id")
+        )
+    )
+    missing = [r["subscription_id"] for r in new_links if r["subscription_id"] not in link_ids]
+    if missing:
+        key = "master_order_id" if new_links[0]["master_order_id"] else "master_position_id"
+        link_ids.update(
+            TradeLink.objects.filter(
+                subscription_id__in=missing, **{key: new_links[0][key]}
+            ).values_list("subscription_id", "id")
+        )
+    return link_ids
+
+
+def _claim_inline(
+    decided: list[tuple[SubRow, d.DecisionInputs, LinkRecord | None, d.CopyDecision]],
+    rows: list[dict[str, Any]],
+    claimed_ids: dict[int, int],
+    new_links: list[dict[str, Any]],
+    link_ids: dict[int, int],
+    now: datetime,
+) -> tuple[int, list[Any]] | None:
+    """The orders of the instructions stored in flight, as execution.Claimed (built from
+    what is in memory: nothing is read back)."""
+    from .execution import InstructionRow, LinkRow, _orders_for
+
+    if not claimed_ids:
+        return None
+    fresh = {r["subscription_id"]: r for r in new_links}
+    batch = []
+    server_id = 0
+    for (sub, _inputs, link, decision), row in zip(decided, rows, strict=True):
+        inst_id = claimed_ids.get(sub.id)
+        if inst_id is None:
+            continue
+        server_id = sub.server_id
+        if link is not None:
+            link_row = LinkRow(*(getattr(link, f) for f in _LINK_ROW_FIELDS))
+        elif sub.id in fresh:
+            new = fresh[sub.id]
+            link_row = LinkRow(
+                id=link_ids[sub.id],
+                **{f: new[f] for f in _LINK_ROW_FIELDS if f in new},
+                opened_at=None,
+                closed_at=None,
+            )
+        else:
+            link_row = None
+        inst = InstructionRow(
+            id=inst_id,
+            subscription_id=sub.id,
+            master_event_id=row["master_event_id"],
+            trade_link_id=row["trade_link_id"],
+            action=row["action"],
+            status=row["status"],
+            reason=row["reason"],
+            detail=row["detail"],
+            client_order_id=row["client_order_id"],
+            follower_symbol=row["follower_symbol"],
+            side=row["side"],
+            volume=row["volume"],
+            attempts=0,
+            completed_at=None,
+            trade_link=link_row,
+        )
+        batch.append((inst, decision, sub.login))
+    return server_id, _orders_for(server_id, batch, now)
+
+
+_LINK_ROW_FIELDS = (
+    "id",
+    "status",
+    "reason",
+    "follower_position_id",
+    "follower_order_id",
+    "follower_volume",
+    "open_price",
+    "close_price",
+    "opened_at",
+    "closed_at",
+    "profit",
+    "sl",
+    "tp",
+    "updated_at",
+)
 
 
 EXECUTE_CHUNK = 500
@@ -499,8 +913,7 @@ def enqueue_execution(
     """Queues execution of ready instructions, one task per follower server and chunk.
 
     With `keep_first`, the first chunk is not queued but returned, for the caller to
-    execute at once: a small fan-out then costs no second queue hop, and a large one
-    runs its first chunk here while other workers take the rest.
+    execute at once.
     """
     from ..tasks import execute_instructions
 
@@ -517,13 +930,13 @@ def enqueue_execution(
 
 def _targets(event_ids: Iterable[int]) -> dict[int, int]:
     """{master account id: its newest not-done event among `event_ids`}."""
-    return dict(
-        MasterEvent.objects.filter(id__in=list(event_ids))
-        .exclude(fanout_state=MasterEventFanoutState.DONE)
-        .values_list("account_id")
-        .annotate(last=Max("id"))
-        .values_list("account_id", "last")
-    )
+    with cursor() as cur:
+        cur.execute(
+            "SELECT account_id, max(id) FROM copytrading_masterevent "
+            "WHERE id = ANY(%b) AND fanout_state <> %b GROUP BY account_id",
+            [list(event_ids), MasterEventFanoutState.DONE.value],
+        )
+        return dict(cur.fetchall())
 
 
 def fanout_events(*, event_ids: Iterable[int]) -> int:
@@ -537,16 +950,19 @@ def fanout_events(*, event_ids: Iterable[int]) -> int:
 
 
 def fanout_and_execute(*, event_ids: Iterable[int]) -> int:
-    """The fan-out task's work: fan out, then send the first chunk of orders from here."""
-    from .execution import instructions_execute
+    """The fan-out task's work: fan out, then send the first chunk of orders from here
+    (claimed in the fan-out's own transaction: no second queue hop, no second claim)."""
+    from .execution import claimed_execute
 
     handled = 0
     targets = _targets(event_ids)
     for account_id, last_id in sorted(targets.items()):
-        kept: list[tuple[int, list[int]]] = []
+        kept: list[tuple[int, list[Any]]] = []
         handled += _fanout_account(account_id, last_id, kept=kept)
-        for server_id, ids in kept:
-            instructions_execute(server_id=server_id, instruction_ids=ids)
+        # Sent after the account's lock is released: the next event of this master need
+        # not wait for the venue. Its closes wait for these opens (link `opening`).
+        for server_id, claimed in kept:
+            claimed_execute(server_id=server_id, claimed=claimed)
     return handled
 
 
@@ -554,7 +970,7 @@ FANOUT_CHUNK = 1000
 
 
 def _fanout_account(
-    account_id: int, last_id: int, *, kept: list[tuple[int, list[int]]] | None = None
+    account_id: int, last_id: int, *, kept: list[tuple[int, list[Any]]] | None = None
 ) -> int:
     """Fans out the pending events of one master account up to `last_id`, in order.
 
@@ -563,66 +979,94 @@ def _fanout_account(
     its orders queued at once, so the first followers' orders are on their way while the
     rest are still being decided. A crash between chunks leaves the event pending; the
     re-run inserts nothing twice (unique per event and subscription) and finishes it.
+    With `kept`, the first orders of a one-chunk event are claimed in its transaction and
+    appended to `kept` for the caller to send.
     """
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_lock(%s, %s)", [_FANOUT_LOCK_SPACE, account_id])
+    with cursor() as cur:
+        cur.execute("SELECT pg_advisory_lock(%b, %b)", [_FANOUT_LOCK_SPACE, account_id])
     try:
-        events = list(
-            MasterEvent.objects.filter(account_id=account_id, id__lte=last_id)
-            .exclude(fanout_state=MasterEventFanoutState.DONE)
-            .select_related("account__broker_server")
-            .order_by("id")
-        )
+        events = _pending_events(account_id, last_id)
         for event in events:
-            subscriptions = list(
-                CopySubscription.objects.filter(master_account_id=event.account_id)
-                .select_related("master", "follower", "follower_account__broker_server")
-                .order_by("id")
-            )
-            chunks = [
-                subscriptions[i : i + FANOUT_CHUNK]
-                for i in range(0, len(subscriptions), FANOUT_CHUNK)
-            ] or [[]]
-            for chunk in chunks:
-                # A small fan-out sends its orders from this task (no second queue hop);
-                # a large one hands every chunk to the execute workers at once.
-                inline = kept if len(chunks) == 1 else None
-                _fanout_chunk(event, chunk, inline=inline)
-            with transaction.atomic():
-                relax_commit()
-                event.fanout_state = MasterEventFanoutState.DONE
-                event.fanout_started_at = event.fanout_done_at = timezone.now()
-                update_objects(
-                    [event],
-                    columns=[
-                        "fanout_state",
-                        "fanout_started_at",
-                        "fanout_done_at",
-                        "decision_context",
-                    ],
-                )
+            _fanout_one(event, kept)
         return len(events)
     finally:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_FANOUT_LOCK_SPACE, account_id])
+        with cursor() as cur:
+            cur.execute("SELECT pg_advisory_unlock(%b, %b)", [_FANOUT_LOCK_SPACE, account_id])
 
 
-def _fanout_chunk(
-    event: MasterEvent,
-    subscriptions: list[CopySubscription],
-    *,
-    inline: list[tuple[int, list[int]]] | None,
-) -> None:
-    if not subscriptions:
+_DONE_SQL = (
+    "UPDATE copytrading_masterevent SET fanout_state = %b, fanout_started_at = %b, "
+    "fanout_done_at = %b, decision_context = %t::jsonb WHERE id = %b"
+)
+
+
+def _mark_done(event: EventRow) -> None:
+    now = timezone.now()
+    context = json.dumps(event.decision_context) if event.decision_context is not None else None
+    with cursor() as cur:
+        cur.execute(_DONE_SQL, [MasterEventFanoutState.DONE.value, now, now, context, event.id])
+
+
+def _store_context(event: EventRow) -> None:
+    if event.decision_context is None:
         return
+    with cursor() as cur:
+        cur.execute(
+            "UPDATE copytrading_masterevent SET decision_context = %t::jsonb WHERE id = %b",
+            [json.dumps(event.decision_context), event.id],
+        )
+
+
+def _fanout_one(event: EventRow, kept: list[tuple[int, list[Any]]] | None) -> None:
+    """One event: its first chunk (all of a small fan-out) with the event's `done` state in
+    one transaction; the chunks after it in transactions of their own, then `done`."""
+    claim = EXECUTE_CHUNK if kept is not None else 0
+    # The subscriptions are locked only where this transaction claims openings.
+    lock = bool(claim) and event.event_type in _OPENING_KINDS
+    lock_links = event.event_type in _LINKED_KINDS
     with transaction.atomic():
         relax_commit()  # replayable: see config.db.relax_commit
-        ready = _fanout_event(event, subscriptions=subscriptions)
+        subscriptions = _subscriptions(event.account_id, lock=lock)
+        chunks = [
+            subscriptions[i : i + FANOUT_CHUNK] for i in range(0, len(subscriptions), FANOUT_CHUNK)
+        ]
+        single = len(chunks) <= 1
+        # A large fan-out hands every chunk to the execute workers at once; a small one
+        # sends its first orders from this task (no second queue hop).
+        ready, claimed = _fanout_event(
+            event,
+            chunks[0] if chunks else [],
+            claim=claim if single else 0,
+            lock_links=lock_links,
+        )
+        if single:
+            _mark_done(event)
+        else:
+            _store_context(event)  # the shared inputs commit with the first instructions
+        _after_commit(ready, claimed, kept)
+    for chunk in chunks[1:]:
+        with transaction.atomic():
+            relax_commit()
+            ready, _claimed = _fanout_event(event, chunk, lock_links=lock_links)
+            _after_commit(ready, None, None)
+    if not single:
+        with transaction.atomic():
+            relax_commit()
+            _mark_done(event)
+
+
+def _after_commit(
+    ready: dict[int, list[int]],
+    claimed: tuple[int, list[Any]] | None,
+    kept: list[tuple[int, list[Any]]] | None,
+) -> None:
+    if not ready and not claimed:
+        return
+
+    def queue() -> None:
         if ready:
+            enqueue_execution(ready)
+        if claimed is not None and kept is not None:
+            kept.append(claimed)
 
-            def after_commit() -> None:
-                first = enqueue_execution(ready, keep_first=inline is not None)
-                if first is not None and inline is not None:
-                    inline.append(first)
-
-            transaction.on_commit(after_commit)
+    transaction.on_commit(queue)
