@@ -28,10 +28,28 @@ from django.db import connection, models
 _BINARY_PREFIXES = ("bigint", "integer", "smallint", "boolean", "varchar", "text", "timestamp")
 
 
+# Statements run this many times on a connection are prepared (planned once): planning
+# the fan-out's joins costs ten times their execution. Django turns psycopg's preparing
+# off (its cursors bind on the client, which never prepares), so this applies to the
+# server-binding cursors below only. None turns it off (a transaction-pooling PgBouncer
+# older than 1.21 cannot keep prepared statements): settings.HOT_PATH_PREPARE_THRESHOLD.
+_UNSET = object()
+
+
+def _prepare_threshold() -> int | None:
+    from django.conf import settings
+
+    return getattr(settings, "HOT_PATH_PREPARE_THRESHOLD", 5)
+
+
 def cursor() -> psycopg.Cursor:
     """A server-binding psycopg cursor on Django's connection, in its current transaction."""
     connection.ensure_connection()
-    return psycopg.Cursor(connection.connection)
+    conn = connection.connection
+    if getattr(conn, "_hot_path_prepare", _UNSET) is _UNSET:
+        conn.prepare_threshold = _prepare_threshold()
+        conn._hot_path_prepare = True
+    return psycopg.Cursor(conn)
 
 
 def _placeholder(db_type: str) -> str:

@@ -1,8 +1,5 @@
 """Database helpers shared by the hot paths."""
 
-import psycopg
-from django.db import connection
-
 
 def relax_commit() -> None:
     """Inside a transaction: commit without waiting for the WAL flush (a few ms per commit).
@@ -12,7 +9,8 @@ def relax_commit() -> None:
     sequence, client order id), so a lost commit is redone and the venue answers the
     repeated order with the first one instead of opening a second position.
     """
-    connection.ensure_connection()
+    from .bulk import cursor
+
     # A plain psycopg cursor: Django's wrapper costs more than the round trip itself.
-    with psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute("SET LOCAL synchronous_commit = off")
+    with cursor() as cur:
+        cur.execute("SET LOCAL synchronous_commit = off")
