@@ -163,6 +163,11 @@ CELERY_TIMEZONE = "UTC"
 CELERY_ENABLE_UTC = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Celery's Django fixup closes the database connection after every task unless this is
+# set: every task would reconnect (~3 ms) and plan its statements on a cold backend.
+# Connections are kept (recycled every 2,000 tasks); a task_prerun hook in config/celery.py
+# still drops one that is broken or older than CONN_MAX_AGE.
+CELERY_DB_REUSE_MAX = 1000
 # A late-acked task is redelivered after this long without an ack; every task we
 # ack late finishes well within it.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
