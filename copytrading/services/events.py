@@ -13,8 +13,6 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F
-from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from brokers.gateways.types import (
@@ -25,7 +23,7 @@ from brokers.gateways.types import (
     StreamEvent,
 )
 from brokers.models import ListenerShard
-from config.bulk import insert_rows
+from config.bulk import cursor, insert_rows, insert_sql
 from config.db import relax_commit
 
 from ..choices import MasterEventFanoutState, MasterEventType
@@ -134,9 +132,7 @@ _COLUMNS = (
 )
 
 
-def _store(rows: list[dict[str, Any]]) -> list[int]:
-    """Inserts rows of MasterEvent columns, skipping those stored before (the unique
-    constraint); returns the ids this call inserted. Runs in the caller's transaction."""
+def _full_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     stored_at = timezone.now()
     defaults = {
         "venue_seq": None,
@@ -157,8 +153,34 @@ def _store(rows: list[dict[str, Any]]) -> list[int]:
         "stored_at": stored_at,
         "fanout_state": MasterEventFanoutState.PENDING.value,
     }
-    full = [{**defaults, **row} for row in rows]
-    return insert_rows(MasterEvent, full, columns=_COLUMNS)
+    return [{**defaults, **row} for row in rows]
+
+
+def _store(rows: list[dict[str, Any]]) -> list[int]:
+    """Inserts rows of MasterEvent columns, skipping those stored before (the unique
+    constraint); returns the ids this call inserted. Runs in the caller's transaction."""
+    return insert_rows(MasterEvent, _full_rows(rows), columns=_COLUMNS)
+
+
+# The shard's resume point moves in the same statement as the events' insert: one round
+# trip, and no queryset (its Python costs more than the statement) on the listener's path.
+_ADVANCE_SQL = (
+    "UPDATE brokers_listenershard SET last_seq = GREATEST(last_seq, %b::bigint), "
+    "last_event_at = %b::timestamptz, lag_ms = %b::float8 WHERE id = %b::bigint"
+)
+
+
+def _store_and_advance(
+    rows: list[dict[str, Any]], *, shard_id: int, last_seq: int, lag_ms: float | None
+) -> list[int]:
+    advance = [last_seq, timezone.now(), lag_ms, shard_id]
+    with cursor() as cur:
+        if not rows:
+            cur.execute(_ADVANCE_SQL, advance)
+            return []
+        sql, params = insert_sql(MasterEvent, _full_rows(rows), columns=_COLUMNS)
+        cur.execute(f"WITH advance AS ({_ADVANCE_SQL}) {sql}", [*advance, *params])
+        return sorted(row[0] for row in cur.fetchall())
 
 
 def master_events_record(
@@ -204,12 +226,7 @@ def master_events_record(
         # database crash loses both and the listener replays those events from the venue:
         # the wait for the WAL flush buys nothing here, and costs milliseconds per batch.
         relax_commit()
-        pending = _store(rows)
-        ListenerShard.objects.filter(pk=shard.pk).update(
-            last_seq=Greatest(F("last_seq"), last_seq),
-            last_event_at=timezone.now(),
-            lag_ms=lag_ms,
-        )
+        pending = _store_and_advance(rows, shard_id=shard.pk, last_seq=last_seq, lag_ms=lag_ms)
         if pending:
             transaction.on_commit(lambda: _enqueue_fanout(pending))
     shard.last_seq = last_seq
