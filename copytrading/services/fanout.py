@@ -12,10 +12,10 @@ Guards:
   it closes, whatever order the tasks run in.
 - One transaction per master account and batch: the instructions, the new trade
   links and the event's `done` state commit together, or none of them does.
-- A small fan-out (the fan-out task's own, one chunk) also claims its first orders in
-  that transaction (see `_fanout_chunk`): the subscriptions are read FOR SHARE there, so
-  a pause or kill switch that commits before is seen by the decision, and one that
-  commits after waits for the claim, as the executor's own claim does.
+- The fan-out task claims the orders of an event's last chunk (all of a small fan-out)
+  in that chunk's transaction (see `_fanout_one`): its subscriptions are read FOR SHARE
+  there, so a pause or kill switch that commits before is seen by the decision, and one
+  that commits after waits for the claim, as the executor's own claim does.
 
 The hot path reads and writes with raw SQL on plain rows: a Django queryset costs
 0.5-1 ms of Python per statement here, and a model instance per subscription, link and
@@ -319,7 +319,7 @@ JOIN copytrading_copyfollower AS f ON f.id = s.follower_id
 JOIN copytrading_copymaster AS m ON m.id = s.master_id
 JOIN accounts_tradingaccount AS a ON a.id = s.follower_account_id
 JOIN brokers_brokerserver AS b ON b.id = a.broker_server_id
-WHERE s.master_account_id = %b AND s.deleted_at IS NULL
+WHERE {{where}} AND s.deleted_at IS NULL
 ORDER BY s.id
 """  # noqa: S608 - constants, not input
 
@@ -327,8 +327,17 @@ ORDER BY s.id
 def _subscriptions(account_id: int, *, lock: bool) -> list[SubRow]:
     """The master's live subscriptions, in id order; with `lock`, read FOR SHARE (a pause
     of any of them then waits until this transaction commits)."""
+    sql = _SUBSCRIPTIONS_SQL.format(where="s.master_account_id = %b")
     with cursor() as cur:
-        cur.execute(_SUBSCRIPTIONS_SQL + (" FOR SHARE OF s" if lock else ""), [account_id])
+        cur.execute(sql + (" FOR SHARE OF s" if lock else ""), [account_id])
+        return [SubRow(*row) for row in cur.fetchall()]
+
+
+def _subscriptions_by_id(ids: list[int], *, lock: bool) -> list[SubRow]:
+    """These subscriptions, read again (a deleted one is left out), as `_subscriptions`."""
+    sql = _SUBSCRIPTIONS_SQL.format(where="s.id = ANY(%b)")
+    with cursor() as cur:
+        cur.execute(sql + (" FOR SHARE OF s" if lock else ""), [ids])
         return [SubRow(*row) for row in cur.fetchall()]
 
 
@@ -966,7 +975,7 @@ def fanout_and_execute(*, event_ids: Iterable[int]) -> int:
     return handled
 
 
-FANOUT_CHUNK = 1000
+FANOUT_CHUNK = 500
 
 
 def _fanout_account(
@@ -979,8 +988,8 @@ def _fanout_account(
     its orders queued at once, so the first followers' orders are on their way while the
     rest are still being decided. A crash between chunks leaves the event pending; the
     re-run inserts nothing twice (unique per event and subscription) and finishes it.
-    With `kept`, the first orders of a one-chunk event are claimed in its transaction and
-    appended to `kept` for the caller to send.
+    With `kept`, the orders of each event's last chunk are claimed in its transaction and
+    appended to `kept` for the caller to send (see `_fanout_one`).
     """
     with cursor() as cur:
         cur.execute("SELECT pg_advisory_lock(%b, %b)", [_FANOUT_LOCK_SPACE, account_id])
@@ -1018,41 +1027,56 @@ def _store_context(event: EventRow) -> None:
 
 
 def _fanout_one(event: EventRow, kept: list[tuple[int, list[Any]]] | None) -> None:
-    """One event: its first chunk (all of a small fan-out) with the event's `done` state in
-    one transaction; the chunks after it in transactions of their own, then `done`."""
-    claim = EXECUTE_CHUNK if kept is not None else 0
-    # The subscriptions are locked only where this transaction claims openings.
-    lock = bool(claim) and event.event_type in _OPENING_KINDS
-    lock_links = event.event_type in _LINKED_KINDS
+    """One event, in chunks of FANOUT_CHUNK subscriptions, each in its own transaction; the
+    event's `done` state commits with the last one.
+
+    Every chunk but the last goes to the execute workers as soon as it commits; with `kept`
+    (the fan-out task), the last chunk's orders are claimed in its transaction and sent from
+    this task: a small fan-out costs no second queue hop, and a large one decides its last
+    chunk while the workers already send the first ones.
+
+    A chunk whose openings are claimed here reads its subscriptions FOR SHARE in its own
+    transaction: a pause that committed before is seen by the decision, one that commits
+    after waits for the claim, as with the executor's claim.
+    """
+    opening = event.event_type in _OPENING_KINDS
+    inline = kept is not None
     with transaction.atomic():
         relax_commit()  # replayable: see config.db.relax_commit
-        subscriptions = _subscriptions(event.account_id, lock=lock)
+        subscriptions = _subscriptions(event.account_id, lock=inline and opening)
         chunks = [
             subscriptions[i : i + FANOUT_CHUNK] for i in range(0, len(subscriptions), FANOUT_CHUNK)
-        ]
-        single = len(chunks) <= 1
-        # A large fan-out hands every chunk to the execute workers at once; a small one
-        # sends its first orders from this task (no second queue hop).
-        ready, claimed = _fanout_event(
-            event,
-            chunks[0] if chunks else [],
-            claim=claim if single else 0,
-            lock_links=lock_links,
-        )
-        if single:
-            _mark_done(event)
-        else:
-            _store_context(event)  # the shared inputs commit with the first instructions
-        _after_commit(ready, claimed, kept)
-    for chunk in chunks[1:]:
+        ] or [[]]
+        _fanout_chunk(event, chunks[0], n=0, last=len(chunks) == 1, kept=kept)
+    for n in range(1, len(chunks)):
+        last = n == len(chunks) - 1
         with transaction.atomic():
             relax_commit()
-            ready, _claimed = _fanout_event(event, chunk, lock_links=lock_links)
-            _after_commit(ready, None, None)
-    if not single:
-        with transaction.atomic():
-            relax_commit()
-            _mark_done(event)
+            chunk = chunks[n]
+            if last and inline:
+                chunk = _subscriptions_by_id([s.id for s in chunk], lock=opening)
+            _fanout_chunk(event, chunk, n=n, last=last, kept=kept)
+
+
+def _fanout_chunk(
+    event: EventRow,
+    subscriptions: list[SubRow],
+    *,
+    n: int,
+    last: bool,
+    kept: list[tuple[int, list[Any]]] | None,
+) -> None:
+    ready, claimed = _fanout_event(
+        event,
+        subscriptions,
+        claim=EXECUTE_CHUNK if last and kept is not None else 0,
+        lock_links=event.event_type in _LINKED_KINDS,
+    )
+    if last:
+        _mark_done(event)
+    elif n == 0:
+        _store_context(event)  # the shared inputs commit with the first instructions
+    _after_commit(ready, claimed, kept)
 
 
 def _after_commit(

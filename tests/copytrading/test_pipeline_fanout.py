@@ -191,3 +191,37 @@ def test_close_fanout_holds_its_links_until_it_commits(world, queued):
                     "UPDATE copytrading_tradelink SET status = 'open' WHERE id = %s", [link.id]
                 )
     assert CopyInstruction.objects.get(master_event=closed).status == "waiting"
+
+
+def test_large_fanout_hands_early_chunks_to_workers_and_sends_its_last_chunk(
+    world, queued, monkeypatch
+):
+    """The last chunk is decided on its subscriptions read again in its own transaction: a
+    pause committed after the first chunks is respected by the orders this task claims."""
+    master = world.master(0)
+    subs = [world.follower(master, 0) for _ in range(4)]
+    event = master_event(world, master, "position_opened", "781")
+    monkeypatch.setattr(fanout_module, "FANOUT_CHUNK", 2)
+    decide_chunk = fanout_module._fanout_chunk
+
+    def pause_after_first_chunk(event, subscriptions, *, n, last, kept):
+        decide_chunk(event, subscriptions, n=n, last=last, kept=kept)
+        if n == 0:
+            subscription_pause(subscription=subs[2], reason="customer asked", actor=None)
+
+    monkeypatch.setattr(fanout_module, "_fanout_chunk", pause_after_first_chunk)
+
+    assert fanout_and_execute(event_ids=[event.id]) == 1
+
+    first, second, paused, sent = (CopyInstruction.objects.get(subscription=s) for s in subs)
+    ((_server_id, ids),) = queued
+    assert ids == [first.id, second.id]  # the first chunk, to the execute workers
+    assert (first.status, second.status) == ("ready", "ready")
+    assert (paused.status, paused.reason) == ("skipped", "SUBSCRIPTION_PAUSED")
+    assert sent.status == "done"  # the last chunk, claimed and sent by this task
+    assert list(FollowerOrder.objects.values_list("instruction_id", flat=True)) == [sent.id]
+    assert world.positions(subs[2].follower_account.login) == []
+    assert len(world.positions(subs[3].follower_account.login)) == 1
+    event.refresh_from_db()
+    assert event.fanout_state == "done"
+    assert_replays()
