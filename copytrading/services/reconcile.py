@@ -56,8 +56,10 @@ _OPEN_WORK = [
 ]
 
 
-def _repair_row(
+def ready_instruction_row(
     *,
+    origin: str,
+    rule_version: str,
     sub: CopySubscription,
     link: TradeLink | None,
     action: str,
@@ -66,9 +68,12 @@ def _repair_row(
     coid: str,
     decision: d.CopyDecision,
     now: Any,
+    inputs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """A ready instruction that no master event decided (a repair, a staff remedy), as a
+    row of INSTRUCTION_COLUMNS; executed like any other."""
     return {
-        "origin": "repair",
+        "origin": origin,
         "master_event_id": None,
         "subscription_id": sub.id,
         "follower_account_id": sub.follower_account_id,
@@ -77,16 +82,20 @@ def _repair_row(
         "status": CopyInstructionStatus.READY,
         "reason": reason,
         "detail": detail[:500],
-        "rule_version": REPAIR_RULE_VERSION,
+        "rule_version": rule_version,
         "client_order_id": coid,
         "follower_symbol": decision.follower_symbol or "",
         "side": str(decision.side) if decision.side else "",
         "volume": decision.volume,
         "attempts": 0,
         "created_at": now,
-        "inputs": {},
+        "inputs": inputs or {},
         "decision": decision.to_dict(),
     }
+
+
+def _repair_row(**fields: Any) -> dict[str, Any]:
+    return ready_instruction_row(origin="repair", rule_version=REPAIR_RULE_VERSION, **fields)
 
 
 def _may_open(sub: CopySubscription) -> bool:

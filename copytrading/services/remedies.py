@@ -50,6 +50,7 @@ from ..models import (
     TradeLink,
 )
 from .fanout import INSTRUCTION_COLUMNS
+from .reconcile import ready_instruction_row
 
 STAFF_RULE_VERSION = "staff-1"
 _REMEDY_LOCK_SPACE = 0x5C0B_57AF  # first key of the two-key advisory lock: "remedies of account"
@@ -105,28 +106,21 @@ def _staff_row(
     remedy: str,
     now: Any,
 ) -> dict[str, Any]:
-    """A ready instruction of origin `staff`, shaped like a reconciliation repair row;
-    its inputs keep who asked and why, so the lineage page can show them."""
-    return {
-        "origin": CopyInstructionOrigin.STAFF,
-        "master_event_id": None,
-        "subscription_id": sub.id,
-        "follower_account_id": sub.follower_account_id,
-        "trade_link_id": link.id if link else None,
-        "action": action,
-        "status": CopyInstructionStatus.READY,
-        "reason": reason_code,
-        "detail": f"{remedy} by {_actor_name(actor)}: {reason}"[:500],
-        "rule_version": STAFF_RULE_VERSION,
-        "client_order_id": coid,
-        "follower_symbol": decision.follower_symbol or "",
-        "side": str(decision.side) if decision.side else "",
-        "volume": decision.volume,
-        "attempts": 0,
-        "created_at": now,
-        "inputs": {"remedy": remedy, "actor": _actor_name(actor), "reason": reason},
-        "decision": decision.to_dict(),
-    }
+    """A ready instruction of origin `staff`; its inputs keep who asked and why, so the
+    lineage page can show them."""
+    return ready_instruction_row(
+        origin=CopyInstructionOrigin.STAFF,
+        rule_version=STAFF_RULE_VERSION,
+        sub=sub,
+        link=link,
+        action=action,
+        reason=reason_code,
+        detail=f"{remedy} by {_actor_name(actor)}: {reason}",
+        coid=coid,
+        decision=decision,
+        now=now,
+        inputs={"remedy": remedy, "actor": _actor_name(actor), "reason": reason},
+    )
 
 
 def _insert_and_queue(row: dict[str, Any], server_id: int) -> int | None:
