@@ -30,7 +30,14 @@ from django.db.models import F
 from django.utils import timezone
 
 from brokers.gateways.errors import GatewayError
-from brokers.gateways.types import Position, StreamEvent, StreamEventType
+from brokers.gateways.types import (
+    AccountUpdate,
+    ClosedPosition,
+    CloseReason,
+    Position,
+    StreamEvent,
+    StreamEventType,
+)
 from brokers.models import ListenerShard
 
 from .choices import MasterEventType
@@ -192,6 +199,69 @@ def _fill_symbol_side(account_id: int, events: list[SyntheticEvent]) -> list[Syn
     return result
 
 
+_MASTER_BOOK_EVENTS = (
+    StreamEventType.POSITION_OPENED,
+    StreamEventType.POSITION_CLOSED,
+    StreamEventType.ORDER_FILLED,
+)
+
+
+def risk_work(
+    events: list[StreamEvent], *, monitored: set[int], masters: dict[int, int], at: datetime
+) -> dict[str, list] | None:
+    """What of a stored batch the risk monitors need (None: nothing)."""
+    readings: list[dict] = []
+    master_logins: set[int] = set()
+    stop_outs: list[dict] = []
+    for event in events:
+        login = event.account
+        if login is None:
+            continue
+        data = event.data
+        if event.type == StreamEventType.ACCOUNT_UPDATED:
+            if login in monitored and isinstance(data, AccountUpdate) and data.equity is not None:
+                readings.append(
+                    {
+                        "login": login,
+                        "balance": str(data.balance if data.balance is not None else data.equity),
+                        "equity": str(data.equity),
+                        "margin": str(data.margin or 0),
+                        "at": (event.ts or at).isoformat(),
+                    }
+                )
+        elif event.type in _MASTER_BOOK_EVENTS and login in masters and login in monitored:
+            master_logins.add(login)
+        if (
+            event.type == StreamEventType.POSITION_CLOSED
+            and isinstance(data, ClosedPosition)
+            and data.reason == CloseReason.STOP_OUT
+            and login not in masters
+        ):
+            stop_outs.append(
+                {
+                    "login": login,
+                    "position_id": data.position.position_id,
+                    "price": str(data.close_price),
+                    "profit": str(data.profit),
+                }
+            )
+    if not (readings or master_logins or stop_outs):
+        return None
+    return {"readings": readings, "master_logins": sorted(master_logins), "stop_outs": stop_outs}
+
+
+def _monitored_logins(server_id: int) -> set[int]:
+    from risk.monitors import monitored_logins
+
+    return monitored_logins(server_id=server_id)
+
+
+def _enqueue_risk(server_id: int, work: dict[str, list]) -> None:
+    from risk.tasks import monitor_accounts
+
+    monitor_accounts.delay(server_id, work["readings"], work["master_logins"], work["stop_outs"])
+
+
 class ShardListener:
     """Runs one shard: holds its lease, streams, stores, resynchronises, reports health.
 
@@ -217,6 +287,16 @@ class ShardListener:
         self._lost = False
         self._seen = 0
         self._resubscribe = False
+        # Logins the risk monitors watch (risk.monitors.monitored_logins), refreshed with
+        # the master accounts.
+        self.monitored: set[int] = set()
+
+    def _stream_logins(self) -> list[int]:
+        """A sharded stream names its accounts: its masters and its share of the accounts
+        the risk monitors watch."""
+        n, i = self.shard.shard_count, self.shard.shard_index
+        watched = {login for login in self.monitored if login % n == i}
+        return sorted(set(self.accounts) | watched)
 
     # -- database work, run in a worker thread (the ORM is synchronous) --
 
@@ -258,6 +338,7 @@ class ShardListener:
 
         gateway = gateway_for(self.shard.broker_server)
         self.accounts = await self._db(shard_master_accounts, self.shard)
+        self.monitored = await self._db(_monitored_logins, self.shard.broker_server_id)
         await self._db(self._set_health, worker=self.worker, heartbeat_at=timezone.now())
         keeper = asyncio.create_task(self._keep_lease())
         try:
@@ -278,11 +359,14 @@ class ShardListener:
                 self.stop.set()
                 return
             accounts = await self._db(shard_master_accounts, self.shard)
-            if self.shard.shard_count > 1 and set(accounts) != set(self.accounts):
-                # This shard's stream names its accounts: a new or removed master needs a
-                # new connection (it resumes from the last sequence, so nothing is lost).
+            monitored = await self._db(_monitored_logins, self.shard.broker_server_id)
+            before = self._stream_logins()
+            self.accounts, self.monitored = accounts, monitored
+            if self.shard.shard_count > 1 and self._stream_logins() != before:
+                # This shard's stream names its accounts: a new or removed master (or
+                # monitored follower) needs a new connection (it resumes from the last
+                # sequence, so nothing is lost).
                 self._resubscribe = True
-            self.accounts = accounts
             await self._db(self._set_health, heartbeat_at=timezone.now(), worker=self.worker)
 
     def _should_stop(self, started: float) -> bool:
@@ -316,7 +400,7 @@ class ShardListener:
     async def _stream_once(self, gateway, started: float, *, resume: bool) -> None:  # type: ignore[no-untyped-def]
         """One connection: read into a queue, store in batches, until it drops or we stop."""
         manager_view = self.shard.shard_count == 1
-        accounts = None if manager_view else sorted(self.accounts)
+        accounts = None if manager_view else self._stream_logins()
         if accounts == []:
             # No master in this shard's share yet: nothing to stream until one appears.
             await self._db(self._set_health, connected=False, last_error="no masters in shard")
@@ -403,6 +487,7 @@ class ShardListener:
             self._seen = event.seq
             trade.append(event)
         await self._store(trade, received_at)
+        await self._to_risk(trade, received_at)
         return False
 
     async def _store(self, events: list[StreamEvent], received_at: datetime) -> None:
@@ -418,6 +503,15 @@ class ShardListener:
         committed = time.time() * 1000
         if self.on_batch is not None:
             self.on_batch(events, committed)
+
+    async def _to_risk(self, events: list[StreamEvent], received_at: datetime) -> None:
+        """Hands the risk monitors what they watch, after the events are stored: readings
+        of monitored accounts, trade events of monitored masters (their open book
+        changed), and every margin stop-out of a follower. One task per batch, none when
+        the batch holds nothing of theirs."""
+        work = risk_work(events, monitored=self.monitored, masters=self.accounts, at=received_at)
+        if work is not None:
+            await self._db(_enqueue_risk, self.shard.broker_server_id, work)
 
     async def _resync_from_snapshot(self, gateway, *, reset_seq: int) -> None:  # type: ignore[no-untyped-def]
         positions = {login: await gateway.list_positions(login) for login in self.accounts}

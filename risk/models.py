@@ -263,3 +263,60 @@ class RiskStop(models.Model):
             else f"master {self.master_id}"
         )
         return f"{self.rule} on {target}"
+
+
+class MonitorState(models.Model):
+    """The post-trade monitor's memory of one subscription or one master: a reading,
+    rewritten on every evaluation (no history; the stops keep the figures that fired).
+
+    Guards: exactly one of subscription and master, one row each. `equity_hwm` never
+    falls (risk.rules.advance), except when staff clear a drawdown stop, which restarts
+    the mark at the equity of that moment. `periods` holds the start figures of the
+    current day, week and month (keys in the limits' time zone); `figures` is the last
+    evaluation, one entry per limit set: how close each is to firing.
+    """
+
+    subscription = models.OneToOneField(
+        "copytrading.CopySubscription",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="risk_monitor",
+    )
+    master = models.OneToOneField(
+        "copytrading.CopyMaster",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="risk_monitor",
+    )
+    equity_hwm = money_field(null=True, blank=True, default=None)
+    hwm_at = models.DateTimeField(null=True, blank=True)
+    periods = models.JSONField(default=dict, blank=True)
+    balance = money_field(null=True, blank=True, default=None)
+    equity = money_field(null=True, blank=True, default=None)
+    margin = money_field(null=True, blank=True, default=None)
+    reading_at = models.DateTimeField(
+        null=True, blank=True, help_text="The venue's time of the last reading."
+    )
+    open_lots = volume_field(null=True, blank=True, default=None)
+    open_positions = models.PositiveIntegerField(null=True, blank=True)
+    figures = models.JSONField(default=list, blank=True)
+    evaluated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(subscription__isnull=False, master__isnull=True)
+                | Q(subscription__isnull=True, master__isnull=False),
+                name="monitorstate_one_target",
+            )
+        ]
+
+    def __str__(self) -> str:
+        target = (
+            f"subscription {self.subscription_id}"
+            if self.subscription_id
+            else f"master {self.master_id}"
+        )
+        return f"Monitor of {target}"

@@ -175,6 +175,9 @@ CELERY_TASK_ROUTES = {
     "copytrading.listen_*": {"queue": "listeners"},
     "copytrading.fanout*": {"queue": "fanout"},
     "copytrading.execute*": {"queue": "execute"},
+    # Post-trade monitors act within a second of a breach: the fan-out queue's workers
+    # are the latency-minded ones (the default queue carries reconciliation sweeps).
+    "risk.monitor_*": {"queue": "fanout"},
 }
 CELERY_BEAT_SCHEDULE = {
     "supervise-listeners": {"task": "copytrading.supervise_listeners", "schedule": 5.0},
@@ -182,6 +185,8 @@ CELERY_BEAT_SCHEDULE = {
     "sync-accounts": {"task": "brokers.sync_accounts", "schedule": 60.0},
     "recover-instructions": {"task": "copytrading.recover_instructions", "schedule": 5.0},
     "reconcile-followers": {"task": "copytrading.reconcile_followers", "schedule": 30.0},
+    # Risk (post-trade): periodic loss stops resume when their next period starts.
+    "risk-resume-due-stops": {"task": "risk.resume_due_stops", "schedule": 30.0},
 }
 
 # Listeners: shards per broker server, and how long one listener task runs before it

@@ -14,15 +14,22 @@ _STARTING_TTL_MS = 15_000
 
 
 def listener_shards_ensure() -> list[ListenerShard]:
-    """The shards that should run: one set per enabled server that has master accounts."""
+    """The shards that should run: one set per enabled server that has master accounts,
+    or followers the risk monitors watch (their account updates come from the stream)."""
+    from risk.monitors import monitored_server_ids
+
     count = settings.LISTENER_SHARDS_PER_SERVER
-    server_ids = set(
-        CopyMaster.objects.filter(account__broker_server__enabled=True).values_list(
-            "account__broker_server_id", flat=True
+    server_ids = (
+        set(
+            CopyMaster.objects.filter(account__broker_server__enabled=True).values_list(
+                "account__broker_server_id", flat=True
+            )
         )
+        | monitored_server_ids()
     )
     shards = []
-    for server in BrokerServer.objects.filter(id__in=server_ids).order_by("id"):
+    servers = BrokerServer.objects.filter(id__in=server_ids, enabled=True).order_by("id")
+    for server in servers:
         for index in range(count):
             shard, _ = ListenerShard.objects.get_or_create(
                 broker_server=server, shard_index=index, shard_count=count

@@ -8,7 +8,9 @@ sync status and drift, and repairs by policy, each repair a `CopyInstruction` (o
 - a follower position whose master position has closed: closed (REPAIR_CLOSE_ORPHAN);
 - a linked follower position closed behind the back office (its own stop, by hand, by
   the broker) while the master position is still open: the link is closed and, when the
-  subscription may still open, the position is opened again (REPAIR_REOPEN);
+  subscription may still open, the position is opened again (REPAIR_REOPEN); except a
+  margin stop-out (read from the venue's deals): risk marks it and stops the
+  subscription, and nothing is re-opened;
 - a position the back office did not open: flagged as drift; closed when the follower
   is copy-only (`manual_trading_mode` 0) (REPAIR_CLOSE_UNMANAGED).
 
@@ -175,9 +177,12 @@ def reconcile_account(
     drift: dict[int, Decimal] = defaultdict(Decimal)
     trouble: set[int] = set()
     linked_positions = {link.follower_position_id for link in links if link.follower_position_id}
+    stopped_out = _stopped_out(account, links, live, busy)
     for link in links:
         if link.status != TradeLinkStatus.OPEN or link.id in busy:
             continue  # an open or a close is under way: judge it when it has landed
+        if link.follower_position_id in stopped_out:
+            continue  # the venue's margin stop-out: recorded by risk below, never re-opened
         sub = subs_by_id.get(link.subscription_id) or CopySubscription.all_objects.select_related(
             "follower", "master"
         ).get(pk=link.subscription_id)
@@ -342,7 +347,35 @@ def reconcile_account(
             CopySubscription.all_objects.filter(pk=sub.pk).update(
                 sync_status=status, drift=drift.get(sub.id, Decimal(0)), synced_at=now
             )
+    if stopped_out:
+        from risk.monitors import stop_outs_record
+
+        stop_outs_record(
+            server_id=account.broker_server_id,
+            stop_outs=[{"login": account.login, "position_id": p} for p in sorted(stopped_out)],
+        )
     return ({account.broker_server_id: inserted} if inserted else {}), statuses
+
+
+def _stopped_out(
+    account: TradingAccount, links: list[TradeLink], live: dict[str, Position], busy: set
+) -> set[str]:
+    """Follower positions gone from the venue that its margin stop-out closed (asked of
+    the venue's deals only when a linked position has vanished): those copies are marked
+    by risk and never re-opened, whichever of the stream and reconciliation sees it first."""
+    vanished = [
+        link.follower_position_id
+        for link in links
+        if link.status == TradeLinkStatus.OPEN
+        and link.id not in busy
+        and link.follower_position_id
+        and link.follower_position_id not in live
+    ]
+    if not vanished:
+        return set()
+    from risk.monitors import stopped_out_positions
+
+    return stopped_out_positions(account=account, position_ids=vanished)
 
 
 async def _positions_of(gateway: Any, logins: list[int]) -> dict[int, list[Position] | None]:
