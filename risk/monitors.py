@@ -318,14 +318,10 @@ def subscription_breach(
 
     now = now or timezone.now()
     with transaction.atomic():
-        sub = (
-            CopySubscription.all_objects.select_for_update()
-            .select_related("risk_limits")
-            .get(pk=subscription.pk)
-        )
+        sub = CopySubscription.all_objects.select_for_update().get(pk=subscription.pk)
         if sub.status == CopySubscriptionStatus.STOPPED_BY_RISK or sub.deleted_at is not None:
             return None
-        limits = sub.risk_limits
+        limits = SubscriptionLimits.objects.get(subscription_id=sub.id)
         _close_superseded_stops(sub.id, now=now)
         policy = limits.breach_policy
         resumes_at = None
