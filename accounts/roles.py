@@ -17,6 +17,9 @@ PROJECT_APPS = ("accounts", "brokers", "copytrading", "risk", "billing")
 
 # Models whose rows are money or evidence: nobody deletes them from the admin.
 NO_DELETE_MODELS = {"customer", "tradingaccount"}
+# Written only by the system (risk stops are cleared through their own action, with the
+# permission copytrading.clear_risk_stop_copysubscription): staff read them.
+READ_ONLY_MODELS = {"riskstop", "monitorstate"}
 
 SUPPORT_VIEW_MODELS = {
     "customer",
@@ -24,6 +27,11 @@ SUPPORT_VIEW_MODELS = {
     "copymaster",
     "copyfollower",
     "copysubscription",
+    # Risk: support sees a subscription's limits, how close they are and why it stopped.
+    "subscriptionlimits",
+    "masterlimits",
+    "monitorstate",
+    "riskstop",
 }
 SUPPORT_EXTRA = {"copytrading.pause_copysubscription"}
 
@@ -43,7 +51,10 @@ def _role_codenames(role: str, perms: list[tuple[str, str]]) -> set[tuple[str, s
             if f"{app_label}.{codename}" in SUPPORT_EXTRA:
                 chosen.add((app_label, codename))
         elif role == OPERATIONS:
-            if model.startswith("historical"):
+            if base_model in READ_ONLY_MODELS:
+                if action == "view":
+                    chosen.add((app_label, codename))
+            elif model.startswith("historical"):
                 if action == "view":
                     chosen.add((app_label, codename))
             elif action == "delete":

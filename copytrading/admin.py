@@ -250,6 +250,12 @@ class CopyMasterAdmin(StaffActionsMixin, SimpleHistoryAdmin, ModelAdmin):
     def has_pause_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return request.user.has_perm(MASTER_PAUSE_PERMISSION)
 
+    def get_inlines(self, request: HttpRequest, obj: Any) -> list:
+        # Declared limits, the monitor's reading and the stops (see CopySubscriptionAdmin).
+        from risk.admin import MASTER_INLINES
+
+        return [*super().get_inlines(request, obj), *MASTER_INLINES]
+
     @admin.display(ordering="account__login")
     def login(self, obj: CopyMaster) -> int:
         return obj.account.login
@@ -539,6 +545,13 @@ class CopySubscriptionAdmin(StaffActionsMixin, SimpleHistoryAdmin, ModelAdmin):
 
     def has_remedy_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return request.user.has_perm(REMEDY_PERMISSION)
+
+    def get_inlines(self, request: HttpRequest, obj: Any) -> list:
+        # Risk limits, how close each is to firing, and the stops (risk.admin imports this
+        # module, so its inlines are named here, late).
+        from risk.admin import SUBSCRIPTION_INLINES
+
+        return [*super().get_inlines(request, obj), *SUBSCRIPTION_INLINES]
 
     @admin.display(ordering="follower_account__login", description="follower")
     def follower_login(self, obj: CopySubscription) -> int:
