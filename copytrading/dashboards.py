@@ -251,6 +251,7 @@ class Overview:
     skips_1h: int
     rejections_1h: int
     latency_p50_ms: float | None
+    risk_stops_open: int = 0
 
 
 def overview(*, now: datetime | None = None) -> Overview:
@@ -276,7 +277,14 @@ def overview(*, now: datetime | None = None) -> Overview:
             status__in=[FollowerOrderStatus.REJECTED, FollowerOrderStatus.FAILED],
         ).count(),
         latency_p50_ms=float(p50) if p50 is not None else None,
+        risk_stops_open=_open_risk_stops(),
     )
+
+
+def _open_risk_stops() -> int:
+    from risk.models import RiskStop
+
+    return RiskStop.objects.filter(cleared_at__isnull=True).count()
 
 
 def sparkline_svg(

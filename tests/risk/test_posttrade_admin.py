@@ -169,3 +169,17 @@ def test_risk_lists_answer_for_support(client, staff_password, path):
     stopped_subscription()
     sign_in(client, "Support", staff_password)
     assert client.get(path).status_code == 200
+
+
+def test_dashboard_counts_open_stops(client, staff_password):
+    sub = stopped_subscription()
+    monitors.subscription_breach(
+        subscription=sub,
+        figure=monitors.rules.Figure("EQUITY_FLOOR", D(1), D(1), "amount", D(100), True, "x"),
+        reading=None,
+    )
+    sign_in(client, "Operations", staff_password)
+    page = client.get("/admin/").content.decode()
+    card = page[page.index('id="risk-stops-card"') :][:400]
+    assert "Open risk stops" in card
+    assert '<span class="bo-figure">1</span>' in card
