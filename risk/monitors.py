@@ -12,6 +12,14 @@ live price page (quotes polled for staff) are too slow or too partial for this: 
 not used. A listener is started for every server that has masters *or* monitored
 followers (copytrading.services.listening).
 
+The stream's throttle is the one gap: a change that comes less than a second after the
+account's previous update is reported when that second is over. So an account whose
+closest limit is RISK_NEAR_LIMIT_PCT used (70% by default) is also read over REST every
+RISK_NEAR_LIMIT_POLL_SECONDS (0.2 s) while it stays near (`risk.monitor_poll`, one chain
+per account): a breach from near the limit is acted on within about 0.2 s plus the work,
+whatever the throttle. A jump from far below straight past a limit inside the throttle's
+second is still seen up to a second late (the venue offers no faster signal).
+
 Cost when nothing is near a limit: one task per listener batch that holds a monitored
 account, which reads the subscriptions' limits and monitor states in one query, computes
 in Python (risk.rules) and writes the new readings back in one UPDATE per state. Nothing
@@ -39,6 +47,7 @@ from decimal import Decimal
 from typing import Any
 
 from asgiref.sync import async_to_sync
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -118,6 +127,7 @@ class AccountReading:
     equity: Decimal
     margin: Decimal
     at: datetime
+    source: str = "stream"  # or "poll": read over REST while near a limit
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -126,6 +136,7 @@ class AccountReading:
             "equity": str(self.equity),
             "margin": str(self.margin),
             "at": self.at.isoformat(),
+            "source": self.source,
         }
 
     @classmethod
@@ -136,6 +147,7 @@ class AccountReading:
             equity=Decimal(data["equity"]),
             margin=Decimal(data.get("margin") or "0"),
             at=datetime.fromisoformat(data["at"]),
+            source=data.get("source", "stream"),
         )
 
 
@@ -255,8 +267,9 @@ def subscriptions_monitor(
         for s in MonitorState.objects.filter(subscription_id__in=[s.id for s in subs])
     }
     changed: list[MonitorState] = []
-    breaches: list[tuple[CopySubscription, rules.Figure, rules.Reading]] = []
+    breaches: list[tuple[CopySubscription, rules.Figure, rules.Reading, str]] = []
     sweep: list[int] = []
+    near: set[int] = set()
     for sub in subs:
         limits = _limit_set(sub.risk_limits)
         if not limits.any_set:
@@ -277,17 +290,62 @@ def subscriptions_monitor(
             continue
         first = next((f for f in evaluated if f.fired), None)
         if first is not None:
-            breaches.append((sub, first, reading))
+            breaches.append((sub, first, reading, r.source))
+        elif any(f.used_pct >= settings.RISK_NEAR_LIMIT_PCT for f in evaluated):
+            near.add(sub.follower_account_id)
     if changed:
         MonitorState.objects.bulk_update(changed, _STATE_FIELDS)
     fired = []
-    for sub, figure, reading in breaches:
-        stop = subscription_breach(subscription=sub, figure=figure, reading=reading, now=now)
+    for sub, figure, reading, source in breaches:
+        stop = subscription_breach(
+            subscription=sub, figure=figure, reading=reading, now=now, source=source
+        )
         if stop is not None:
             fired.append(stop.id)
     for sub_id in sweep:
         _close_remaining(sub_id, now=now)
+    for account_id in sorted(near):
+        _poll_soon(account_id)
     return fired
+
+
+def _poll_soon(account_id: int) -> None:
+    """Reads a near-limit account again over REST shortly, whatever the stream does: the
+    venue's stream reports a change up to a second late when the account changed in the
+    second before, and a breach must be acted on within one. One poll chain per account
+    (a Redis marker that lives as long as the interval)."""
+    from config.redis import get_redis
+
+    from .tasks import monitor_poll
+
+    interval = settings.RISK_NEAR_LIMIT_POLL_SECONDS
+    if get_redis().set(f"risk:poll:{account_id}", "1", nx=True, px=int(interval * 1000)):
+        monitor_poll.apply_async((account_id,), countdown=interval)
+
+
+def account_poll(*, account_id: int) -> list[int]:
+    """Reads one account's figures over REST and evaluates its limits (the near-limit
+    path); returns fired stop ids. A venue that does not answer: the stream goes on."""
+    from brokers.gateways import sync_gateway_for
+    from brokers.gateways.errors import GatewayError
+
+    account = TradingAccount.objects.select_related("broker_server").filter(pk=account_id).first()
+    if account is None:
+        return []
+    gateway = sync_gateway_for(account.broker_server)
+    try:
+        snapshot = gateway.run(gateway.gateway.get_account(account.login), timeout=2)
+    except (GatewayError, RuntimeError, TimeoutError):
+        return []
+    reading = AccountReading(
+        login=account.login,
+        balance=snapshot.balance,
+        equity=snapshot.equity,
+        margin=snapshot.margin,
+        at=timezone.now(),
+        source="poll",
+    )
+    return subscriptions_monitor(readings={account.id: reading})
 
 
 def _reading_inputs(reading: rules.Reading) -> dict[str, str]:
@@ -305,6 +363,7 @@ def subscription_breach(
     figure: rules.Figure,
     reading: rules.Reading | None,
     now: datetime | None = None,
+    source: str = "stream",
 ) -> RiskStop | None:
     """Stops a subscription for a fired rule: status 2 with the rule and figures, a
     RiskStop with every input, and by policy the close of every open copy.
@@ -337,7 +396,7 @@ def subscription_breach(
             inputs={
                 "rules_version": rules.RULES_VERSION,
                 "figure": figure.to_dict(),
-                "reading": _reading_inputs(reading) if reading else {},
+                "reading": {**_reading_inputs(reading), "source": source} if reading else {},
                 "limits": _limits_inputs(limits),
             },
             fired_at=now,

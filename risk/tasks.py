@@ -24,6 +24,14 @@ def monitor_accounts(
     )
 
 
+@shared_task(name="risk.monitor_poll", ignore_result=True, acks_late=False)
+def monitor_poll(account_id: int) -> None:
+    """Reads a near-limit account over REST and evaluates it (re-polls while near)."""
+    from .monitors import account_poll
+
+    account_poll(account_id=account_id)
+
+
 @shared_task(name="risk.resume_due_stops", ignore_result=True)
 def resume_due_stops() -> None:
     """Resumes subscriptions whose periodic loss stop reached its next period."""

@@ -192,6 +192,11 @@ CELERY_BEAT_SCHEDULE = {
 # Listeners: shards per broker server, and how long one listener task runs before it
 # hands over to a fresh one (bounded so that workers can shut down and restart).
 LISTENER_SHARDS_PER_SERVER = env.int("LISTENER_SHARDS_PER_SERVER", default=1)
+
+# Risk monitors: an account whose closest limit is this far used (%) is also read over REST
+# every RISK_NEAR_LIMIT_POLL_SECONDS, since the stream reports a change up to 1 s late.
+RISK_NEAR_LIMIT_PCT = env.int("RISK_NEAR_LIMIT_PCT", default=70)
+RISK_NEAR_LIMIT_POLL_SECONDS = env.float("RISK_NEAR_LIMIT_POLL_SECONDS", default=0.2)
 LISTENER_SESSION_SECONDS = env.float("LISTENER_SESSION_SECONDS", default=600.0)
 
 LOGGING = {

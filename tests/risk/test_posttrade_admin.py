@@ -24,6 +24,7 @@ def _quiet():
     with (
         mock.patch("copytrading.services.fanout.enqueue_execution"),
         mock.patch("risk.monitors._alert"),
+        mock.patch("risk.monitors._poll_soon"),
     ):
         yield
 

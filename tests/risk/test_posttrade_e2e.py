@@ -52,15 +52,19 @@ def _set_price(world, bid: Decimal, ask: Decimal, symbol="EURUSD") -> dict:
     return answer
 
 
-def _quiet_reading(sub, equity_at_most=None):
-    """The monitor holds a reading of the follower after its copy opened, and the venue's
-    once-a-second throttle has passed, so the next change is sent at once."""
+def _quiet_reading(world, sub):
+    """The monitor holds the follower's current figures (its last reading equals the
+    account at the venue) and the venue's once-a-second throttle has passed since that
+    reading, so the venue reports the next change at once."""
+    login = sub.follower_account.login
 
     def ready():
         state = MonitorState.objects.filter(subscription=sub).first()
         if state is None or state.reading_at is None:
             return None
-        if equity_at_most is not None and state.equity > equity_at_most:
+        status, account = world.api().get(f"/v1/accounts/{login}")
+        assert status == 200
+        if Decimal(str(account["equity"])) != state.equity:
             return None
         return state if time.time() - state.reading_at.timestamp() > 1.1 else None
 
@@ -82,7 +86,7 @@ def test_price_move_past_the_drawdown_closes_the_copies_within_a_second(world):
     world.order(master.account.login, volume=1)
     world.order(master.account.login, volume=1, symbol="EURUSD", side="buy")
     world.wait_links(sub, "open", n=2)
-    state = _quiet_reading(sub, equity_at_most=Decimal("9999"))  # both copies in the reading
+    state = _quiet_reading(world, sub)
     assert state.equity_hwm is not None
     bid, ask = _price(world)
     # 2 lots x 100,000 x 0.003 = 600 lost on ~10,000: a 6% drawdown.
@@ -107,6 +111,36 @@ def test_price_move_past_the_drawdown_closes_the_copies_within_a_second(world):
     assert not CopyInstruction.objects.filter(subscription=sub, reason="REPAIR_REOPEN").exists()
 
 
+def test_near_the_limit_a_breach_inside_the_streams_throttle_is_read_over_rest(world):
+    """The stream reports an account at most once a second: a breach right after an update
+    would wait for that second. Near a limit the monitor reads the account over REST
+    every 0.2 s, so it acts well within the second anyway."""
+    master = world.master(0)
+    sub = world.follower(master, 0, balance=10000)
+    SubscriptionLimits.objects.create(subscription=sub, max_drawdown_pct=Decimal("5"))
+    world.start()
+    login = sub.follower_account.login
+    world.order(master.account.login, volume=2)
+    world.wait_links(sub, "open")
+    settled = _quiet_reading(world, sub)
+    bid, ask = _price(world)
+    # 2 lots x 100,000 x 0.0018 = 360: about 3.6% of 5% used, reported at once...
+    _set_price(world, bid - Decimal("0.0018"), ask - Decimal("0.0018"))
+    wait_for(
+        lambda: MonitorState.objects.get(subscription=sub).equity < settled.equity - 300,
+        timeout=5,
+        what="the near-limit reading",
+    )
+    # ...and the breach comes inside the second in which the stream is throttled.
+    moved = _set_price(world, bid - Decimal("0.003"), ask - Decimal("0.003"))
+    wait_for(lambda: world.positions(login) == [], timeout=5, what="the copy closed")
+    latency_ms = max(d["ts"] for d in _out_deals(world, login)) - moved["ts"]
+    print(f"\nbreach inside the stream's throttle -> copy closed: {latency_ms:.1f} ms")
+    stop = RiskStop.objects.get(subscription=sub)
+    assert stop.inputs["reading"]["source"] == "poll"
+    assert latency_ms < 1000
+
+
 def test_daily_loss_stop_resumes_the_next_day(world):
     master = world.master(0)
     sub = world.follower(master, 0, balance=10000)
@@ -116,7 +150,7 @@ def test_daily_loss_stop_resumes_the_next_day(world):
     world.start()
     world.order(master.account.login, volume=1)
     world.wait_links(sub, "open")
-    _quiet_reading(sub, equity_at_most=Decimal("9999.99"))
+    _quiet_reading(world, sub)
     bid, ask = _price(world)
     _set_price(world, bid - Decimal("0.004"), ask - Decimal("0.004"))  # -400 today
     stop = wait_for(

@@ -26,7 +26,9 @@ def side_effects():
         mock.patch("copytrading.services.fanout.enqueue_execution") as execute,
         mock.patch("risk.monitors._alert") as alert,
         mock.patch("risk.monitors._push_links"),
+        mock.patch("risk.monitors._poll_soon") as poll,
     ):
+        execute.poll = poll
         yield execute, alert
 
 
@@ -303,3 +305,13 @@ def test_monitored_logins_name_limited_followers_and_masters():
         server_id=master_account.broker_server_id
     )
     assert server_id in monitors.monitored_server_ids()
+
+
+def test_an_account_near_a_limit_is_polled_and_a_far_one_is_not(side_effects):
+    execute, _ = side_effects
+    sub = limited(max_drawdown_pct=D("10"))
+    feed(sub, "10000")
+    feed(sub, "9400", at=T0 + timedelta(seconds=1))  # 60% of the limit used
+    execute.poll.assert_not_called()
+    feed(sub, "9300", at=T0 + timedelta(seconds=2))  # 70%
+    execute.poll.assert_called_once_with(sub.follower_account_id)
