@@ -302,3 +302,43 @@ def test_reconciliation_reads_a_stop_out_it_sees_first_and_does_not_reopen(world
     assert RiskStop.objects.get(subscription=sub).rule == "MARGIN_STOP_OUT"
     sub.refresh_from_db()
     assert sub.status == CopySubscriptionStatus.STOPPED_BY_RISK
+
+
+def test_sharded_listeners_stream_the_monitored_followers_too(world, settings):
+    """With several shards per server a stream names its accounts: each shard adds its
+    share of the monitored followers, so their readings still arrive."""
+    from brokers.models import ListenerShard
+    from copytrading.services.listening import listeners_supervise
+    from tests.processes import celery_worker
+
+    settings.LISTENER_SHARDS_PER_SERVER = 2
+    master = world.master(0)
+    sub = world.follower(master, 0, balance=10000)
+    if sub.follower_account.login % 2 == master.account.login % 2:
+        sub = world.follower(master, 0, balance=10000)  # the next login: the other shard
+    assert sub.follower_account.login % 2 != master.account.login % 2
+    SubscriptionLimits.objects.create(subscription=sub, equity_floor=Decimal("9900"))
+    world.stack.enter_context(
+        celery_worker(
+            queues="listeners,fanout,execute,default",
+            concurrency=4,
+            LISTENER_SHARDS_PER_SERVER="2",
+        )
+    )
+    listeners_supervise()
+    wait_for(
+        lambda: ListenerShard.objects.filter(shard_count=2, connected=True).count() == 2,
+        timeout=30,
+        what="both shards connected",
+    )
+    world.order(master.account.login, volume=1)
+    world.wait_links(sub, "open")
+    wait_for(
+        lambda: MonitorState.objects.filter(subscription=sub, equity__isnull=False).exists(),
+        timeout=10,
+        what="a reading of the follower from its shard",
+    )
+    bid, ask = _price(world)
+    _set_price(world, bid - Decimal("0.002"), ask - Decimal("0.002"))  # equity ~9,790
+    wait_for(lambda: world.positions(sub.follower_account.login) == [], timeout=5, what="closed")
+    assert RiskStop.objects.get(subscription=sub).rule == "EQUITY_FLOOR"
