@@ -51,10 +51,7 @@ def _role_codenames(role: str, perms: list[tuple[str, str]]) -> set[tuple[str, s
             if f"{app_label}.{codename}" in SUPPORT_EXTRA:
                 chosen.add((app_label, codename))
         elif role == OPERATIONS:
-            if base_model in READ_ONLY_MODELS:
-                if action == "view":
-                    chosen.add((app_label, codename))
-            elif model.startswith("historical"):
+            if base_model in READ_ONLY_MODELS or model.startswith("historical"):
                 if action == "view":
                     chosen.add((app_label, codename))
             elif action == "delete":
