@@ -262,39 +262,38 @@ def subscriptions_monitor(
     )
     if not subs:
         return []
-    states = {
-        s.subscription_id: s
-        for s in MonitorState.objects.filter(subscription_id__in=[s.id for s in subs])
-    }
     changed: list[MonitorState] = []
     breaches: list[tuple[CopySubscription, rules.Figure, rules.Reading, str]] = []
     sweep: list[int] = []
     near: set[int] = set()
-    for sub in subs:
-        limits = _limit_set(sub.risk_limits)
-        if not limits.any_set:
-            continue
-        r = readings[sub.follower_account_id]
-        reading = rules.Reading(balance=r.balance, equity=r.equity, margin=r.margin, at=r.at)
-        state = states.get(sub.id)
-        if state is None:
-            state, _ = MonitorState.objects.get_or_create(subscription_id=sub.id)
-        if state.reading_at is not None and reading.at < state.reading_at:
-            continue  # an older reading than the one stored (two batches raced)
-        figures = rules.advance(_figures_of(state), reading, tz=limits.period_timezone)
-        evaluated = rules.evaluate_subscription(limits, figures, reading)
-        _store_figures(state, figures, evaluated, now)
-        changed.append(state)
-        if sub.status == CopySubscriptionStatus.STOPPED_BY_RISK:
-            sweep.append(sub.id)
-            continue
-        first = next((f for f in evaluated if f.fired), None)
-        if first is not None:
-            breaches.append((sub, first, reading, r.source))
-        elif any(f.used_pct >= settings.RISK_NEAR_LIMIT_PCT for f in evaluated):
-            near.add(sub.follower_account_id)
-    if changed:
-        MonitorState.objects.bulk_update(changed, _STATE_FIELDS)
+    with transaction.atomic():
+        # The states are locked (in id order) so a stream reading and a poll of the same
+        # account, or two batches, are evaluated one after the other: the mark and the
+        # period starts are never computed from a stale row.
+        states = _locked_states([s.id for s in subs])
+        for sub in subs:
+            limits = _limit_set(sub.risk_limits)
+            if not limits.any_set:
+                continue
+            r = readings[sub.follower_account_id]
+            reading = rules.Reading(balance=r.balance, equity=r.equity, margin=r.margin, at=r.at)
+            state = states[sub.id]
+            if state.reading_at is not None and reading.at < state.reading_at:
+                continue  # older than the reading stored (two batches raced)
+            figures = rules.advance(_figures_of(state), reading, tz=limits.period_timezone)
+            evaluated = rules.evaluate_subscription(limits, figures, reading)
+            _store_figures(state, figures, evaluated, now)
+            changed.append(state)
+            if sub.status == CopySubscriptionStatus.STOPPED_BY_RISK:
+                sweep.append(sub.id)
+                continue
+            first = next((f for f in evaluated if f.fired), None)
+            if first is not None:
+                breaches.append((sub, first, reading, r.source))
+            elif any(f.used_pct >= settings.RISK_NEAR_LIMIT_PCT for f in evaluated):
+                near.add(sub.follower_account_id)
+        if changed:
+            MonitorState.objects.bulk_update(changed, _STATE_FIELDS)
     fired = []
     for sub, figure, reading, source in breaches:
         stop = subscription_breach(
@@ -346,6 +345,19 @@ def account_poll(*, account_id: int) -> list[int]:
         source="poll",
     )
     return subscriptions_monitor(readings={account.id: reading})
+
+
+def _locked_states(subscription_ids: list[int]) -> dict[int, MonitorState]:
+    """{subscription id: its MonitorState, locked}; missing rows are created first."""
+    query = MonitorState.objects.select_for_update().order_by("subscription_id")
+    states = {s.subscription_id: s for s in query.filter(subscription_id__in=subscription_ids)}
+    missing = [i for i in subscription_ids if i not in states]
+    if missing:
+        MonitorState.objects.bulk_create(
+            [MonitorState(subscription_id=i) for i in missing], ignore_conflicts=True
+        )
+        states.update({s.subscription_id: s for s in query.filter(subscription_id__in=missing)})
+    return states
 
 
 def _reading_inputs(reading: rules.Reading) -> dict[str, str]:
@@ -566,42 +578,55 @@ def masters_monitor(
     fired = []
     for master in masters:
         limits = master.risk_limits
-        state, _ = MonitorState.objects.get_or_create(master_id=master.id)
-        r = readings.get(master.account_id)
-        if r is not None and (state.reading_at is None or r.at >= state.reading_at):
-            state.equity_hwm = (
-                r.equity if state.equity_hwm is None else max(state.equity_hwm, r.equity)
-            )
-            if state.equity_hwm == r.equity:
-                state.hwm_at = r.at
-            state.balance, state.equity, state.margin, state.reading_at = (
-                r.balance,
-                r.equity,
-                r.margin,
-                r.at,
-            )
-        if master.account_id in traded_account_ids or state.open_positions is None:
-            state.open_positions, state.open_lots = master_open_book(master.account_id)
-        evaluated = rules.evaluate_master(
-            rules.MasterLimitSet(
-                max_lots=limits.max_lots,
-                max_open_positions=limits.max_open_positions,
-                max_drawdown_pct=limits.max_drawdown_pct,
-            ),
-            open_lots=state.open_lots,
-            open_positions=state.open_positions,
-            hwm=state.equity_hwm,
-            equity=state.equity,
-        )
-        state.figures = [f.to_dict() for f in evaluated]
-        state.evaluated_at = now
-        state.save(update_fields=_STATE_FIELDS)
-        first = next((f for f in evaluated if f.fired), None)
+        with transaction.atomic():
+            MonitorState.objects.get_or_create(master_id=master.id)
+            state = MonitorState.objects.select_for_update().get(master_id=master.id)
+            first = _master_evaluate(master, limits, state, readings, traded_account_ids, now)
         if first is not None and not master.paused:
             stop = master_breach(master=master, figure=first, now=now)
             if stop is not None:
                 fired.append(stop.id)
     return fired
+
+
+def _master_evaluate(
+    master: CopyMaster,
+    limits: MasterLimits,
+    state: MonitorState,
+    readings: dict[int, AccountReading],
+    traded_account_ids: list[int],
+    now: datetime,
+) -> rules.Figure | None:
+    """Updates a master's (locked) state from a reading and its open book; returns the
+    first fired figure."""
+    r = readings.get(master.account_id)
+    if r is not None and (state.reading_at is None or r.at >= state.reading_at):
+        state.equity_hwm = r.equity if state.equity_hwm is None else max(state.equity_hwm, r.equity)
+        if state.equity_hwm == r.equity:
+            state.hwm_at = r.at
+        state.balance, state.equity, state.margin, state.reading_at = (
+            r.balance,
+            r.equity,
+            r.margin,
+            r.at,
+        )
+    if master.account_id in traded_account_ids or state.open_positions is None:
+        state.open_positions, state.open_lots = master_open_book(master.account_id)
+    evaluated = rules.evaluate_master(
+        rules.MasterLimitSet(
+            max_lots=limits.max_lots,
+            max_open_positions=limits.max_open_positions,
+            max_drawdown_pct=limits.max_drawdown_pct,
+        ),
+        open_lots=state.open_lots,
+        open_positions=state.open_positions,
+        hwm=state.equity_hwm,
+        equity=state.equity,
+    )
+    state.figures = [f.to_dict() for f in evaluated]
+    state.evaluated_at = now
+    state.save(update_fields=_STATE_FIELDS)
+    return next((f for f in evaluated if f.fired), None)
 
 
 def master_breach(
