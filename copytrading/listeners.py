@@ -259,7 +259,12 @@ def _monitored_logins(server_id: int) -> set[int]:
 def _enqueue_risk(server_id: int, work: dict[str, list]) -> None:
     from risk.tasks import monitor_accounts
 
-    monitor_accounts.delay(server_id, work["readings"], work["master_logins"], work["stop_outs"])
+    try:
+        monitor_accounts.delay(
+            server_id, work["readings"], work["master_logins"], work["stop_outs"]
+        )
+    except Exception as exc:  # the broker down: the listener must go on storing events
+        logger.warning("risk monitor batch of server %s not queued: %s", server_id, exc)
 
 
 class ShardListener:
