@@ -65,25 +65,37 @@ _POSTTRADE_FIELDS = (
 )
 
 
+def _plain(value: str) -> str:
+    """A Decimal string without trailing zeros: 5.0000 -> 5, 3.20 -> 3.2."""
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        return format(Decimal(value).normalize(), "f")
+    except InvalidOperation:
+        return value
+
+
 def closeness_html(figures: list[dict]) -> str:
-    """How close each limit is to firing, one line per limit: "MAX_DRAWDOWN 3.20 of 5
-    (64.00%)"; a fired one says so."""
+    """How close each limit is to firing, one line per limit: "MAX_DRAWDOWN: 3.2% of 5%
+    (64% used)"; a fired one says so; the rule's detail is the line's tooltip."""
     if not figures:
         return "no reading yet"
+
+    def line(f: dict) -> tuple[str, ...]:
+        unit = "%" if f["unit"] == "percent" else ""
+        return (
+            f["detail"],
+            f["rule"],
+            f"{_plain(f['value'])}{unit}",
+            f"{_plain(f['limit'])}{unit}",
+            _plain(f["used_pct"]),
+            " FIRED" if f["fired"] else "",
+        )
+
     return format_html_join(
         mark_safe("<br>"),  # noqa: S308 - a constant
-        "<span title='{}'>{}: {} of {} ({}%){}</span>",
-        (
-            (
-                f["detail"],
-                f["rule"],
-                f["value"],
-                f["limit"],
-                f["used_pct"],
-                " FIRED" if f["fired"] else "",
-            )
-            for f in figures
-        ),
+        "<span title='{}'>{}: {} of {} ({}% used){}</span>",
+        (line(f) for f in figures),
     )
 
 

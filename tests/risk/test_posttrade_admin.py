@@ -60,7 +60,7 @@ def test_subscription_page_shows_limits_closeness_and_stops(client, staff_passwo
     sub = stopped_subscription()
     sign_in(client, "Support", staff_password)
     page = client.get(f"/admin/copytrading/copysubscription/{sub.pk}/change/").content.decode()
-    assert "MAX_DRAWDOWN: 3.20 of 5.0000 (64.00%)" in page
+    assert "MAX_DRAWDOWN: 3.2% of 5% (64% used)" in page
     assert "Post-trade (monitors)" in page
     # A breach: the stop is listed with a link to it.
     monitors.accounts_monitor(
