@@ -16,7 +16,14 @@ from unfold.decorators import action
 from copytrading.admin import StaffActionsMixin
 
 from . import monitors
-from .models import KillSwitch, MasterLimits, MonitorState, RiskStop, SubscriptionLimits
+from .models import (
+    KillSwitch,
+    MasterLimits,
+    MonitorState,
+    RiskStop,
+    ServerSwitch,
+    SubscriptionLimits,
+)
 
 
 @admin.register(KillSwitch)
@@ -43,6 +50,23 @@ class KillSwitchAdmin(SimpleHistoryAdmin, ModelAdmin):
     @action(description="Turn on or off", url_path="toggle", icon="power")
     def toggle_detail(self, request: HttpRequest, object_id: str) -> HttpResponse:
         return HttpResponseRedirect(reverse("staff:kill-switch"))
+
+
+@admin.register(ServerSwitch)
+class ServerSwitchAdmin(SimpleHistoryAdmin, ModelAdmin):
+    """A kill switch per broker server: read here, with its history; changed only through a
+    service with a reason."""
+
+    list_display = ("broker_server", "active", "reason", "changed_by", "changed_at")
+    list_select_related = ("broker_server", "changed_by")
+    search_fields = ("broker_server__name",)
+    readonly_fields = ("broker_server", "active", "reason", "changed_by", "changed_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
 
 
 # -- post-trade: limits, monitor state, stops --------------------------------------------
