@@ -353,8 +353,12 @@ class ShardListener:
         finally:
             keeper.cancel()
             await gateway.close()
-            await self._db(self._set_health, connected=False)
-            await self._db(self.lease.release)
+            # Give the shard back even if the database or Redis is what ended the run (the
+            # lease would otherwise block a new listener for its whole TTL).
+            with contextlib.suppress(OperationalError, InterfaceError, RedisError):
+                await self._db(self._set_health, connected=False)
+            with contextlib.suppress(RedisError):
+                await self._db(self.lease.release)
 
     async def _keep_lease(self) -> None:
         """Renews the lease, beats the heartbeat and refreshes the master accounts.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import random
 import time
+from collections import Counter
 from datetime import timedelta
 from decimal import Decimal
 
@@ -96,8 +97,10 @@ def master_burst(
 
 
 def sweep_as_if_later() -> None:
-    """What beat's sweepers do, run now as if their grace periods had passed: re-enqueue
-    pending events, and instructions ready or in flight whose task was lost."""
+    """What beat's periodic jobs do, run now as if their grace periods had passed: restart
+    a listener whose lease is free, re-enqueue pending events, and instructions ready or in
+    flight whose task was lost."""
+    listeners_supervise()
     later = timezone.now() + timedelta(minutes=2)
     master_events_sweep(now=later)
     instructions_recover(now=later)
@@ -123,7 +126,24 @@ def settle(master_ids: list[int], *, events: int, timeout: float = 60) -> None:
             last_sweep = time.monotonic()
         return done
 
-    wait_for(settled, timeout=timeout, interval=0.2, what=f"{events} events copied and settled")
+    try:
+        wait_for(settled, timeout=timeout, interval=0.2, what=f"{events} events copied and settled")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; {_state(master_ids)}") from None
+
+
+def _state(master_ids: list[int]) -> str:
+    """Where the copies stand (for a scenario that did not settle)."""
+    events = Counter(
+        MasterEvent.objects.filter(account_id__in=master_ids).values_list("fanout_state", flat=True)
+    )
+    instructions = Counter(
+        CopyInstruction.objects.filter(subscription__master_account_id__in=master_ids).values_list(
+            "status", flat=True
+        )
+    )
+    shards = list(ListenerShard.objects.values("connected", "last_seq", "last_error"))
+    return f"events {dict(events)}, instructions {dict(instructions)}, shards {shards}"
 
 
 def checked(world: World, masters: list[TradingAccount], *, repairs: int | None = 0) -> CopyCheck:

@@ -4,6 +4,7 @@ reconnects, the sweepers re-queue what was lost, every copy lands exactly once."
 from contextlib import ExitStack
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from brokers.models import ListenerShard
@@ -52,3 +53,40 @@ def test_redis_restarted_mid_run(world, rng, deadline):
         settle([master.id], events=events, timeout=60)
     check = checked(world, [master])
     assert check.instructions["done"] == events * 100
+
+
+def terminate_app_connections() -> int:
+    """pg_terminate_backend on every other connection to this test database (never another
+    database's: other checkouts run their suites on this server too)."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            [connection.settings_dict["NAME"]],
+        )
+        return cur.fetchone()[0]
+
+
+@pytest.mark.faults_budget(75)
+def test_postgres_connections_terminated_mid_run(world, rng, deadline):
+    (master,) = seed_copiers(world, 100)
+    opens = 8
+    points = set(rng.sample(range(opens), 3))
+    terminated = []
+    with ExitStack() as stack:
+        stack.enter_context(celery_worker(queues=PIPELINE, concurrency=2))
+        stack.enter_context(celery_worker(queues="listeners", concurrency=1))
+        connect_listener()
+        for i in range(opens):
+            master_burst(world, master.login, opens=1, closes=0, rng=rng)
+            if i in points:
+                terminated.append(terminate_app_connections())
+        positions = [str(p["position_id"]) for p in world.positions(master.login)]
+        for pid in rng.sample(positions, 3):
+            world.close(master.login, pid)
+        terminated.append(terminate_app_connections())
+        settle([master.id], events=opens + 3, timeout=60)
+    assert sum(terminated) > 0, terminated
+    print(f"[faults] backends terminated: {terminated}")  # noqa: T201
+    check = checked(world, [master])
+    assert check.instructions["done"] == (opens + 3) * 100
