@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.utils import timezone
 
@@ -94,6 +95,31 @@ def master_burst(
         body = {"account": login, "client_order_id": f"fc-{login}-{next(_coids)}"}
         _until_known(world, i, f"/v1/positions/{pid}/close", body)
     return positions
+
+
+_events = itertools.count(1)
+
+
+def master_event(
+    world: World, account: TradingAccount, kind: str, answer: dict, **fields: Any
+) -> MasterEvent:
+    """The event the listener would store for the master's trade (no listener runs here)."""
+    now = timezone.now()
+    return MasterEvent.objects.create(
+        broker_server=world.servers[0],
+        account=account,
+        venue_event_id=f"by-hand-{next(_events)}",
+        event_type=kind,
+        master_position_id=str(answer["position_id"]),
+        symbol="EURUSD",
+        side="buy",
+        volume=Decimal("1"),
+        price=Decimal(str(answer["price"])),
+        raw={},
+        venue_ts=now,
+        received_at=now,
+        **fields,
+    )
 
 
 def sweep_as_if_later() -> None:

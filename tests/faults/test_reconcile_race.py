@@ -13,31 +13,9 @@ from copytrading.models import CopyInstruction, MasterEvent
 from copytrading.services.execution import instructions_execute
 from copytrading.services.fanout import fanout_events
 from copytrading.services.reconcile import followers_reconcile, reconcile_account
-from tests.faults.harness import checked
+from tests.faults.harness import checked, master_event
 
 pytestmark = [pytest.mark.faults, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-_seq = iter(range(1, 10**6))
-
-
-def master_event(world, master, kind: str, answer: dict, **fields) -> MasterEvent:
-    """The event the listener would store for the master's trade (no listener runs here)."""
-    now = timezone.now()
-    return MasterEvent.objects.create(
-        broker_server=world.servers[0],
-        account=master.account,
-        venue_event_id=f"race-{next(_seq)}",
-        event_type=kind,
-        master_position_id=str(answer["position_id"]),
-        symbol="EURUSD",
-        side="buy",
-        volume=Decimal("1"),
-        price=Decimal(str(answer["price"])),
-        raw={},
-        venue_ts=now,
-        received_at=now,
-        **fields,
-    )
 
 
 def copy_now(event: MasterEvent) -> None:
@@ -58,7 +36,7 @@ def test_a_snapshot_older_than_the_fill_or_the_close_repairs_nothing(world, dead
     master = world.master()
     sub = world.follower(master)
     opened = world.order(master.account.login, volume=1)
-    event = master_event(world, master, "position_opened", opened)
+    event = master_event(world, master.account, "position_opened", opened)
     fanout_events(event_ids=[event.id])
     # Reconciliation fetches the follower's positions: the copy has not filled yet...
     fetched_at = timezone.now()
@@ -76,7 +54,9 @@ def test_a_snapshot_older_than_the_fill_or_the_close_repairs_nothing(world, dead
     before_close = follower_positions(world, sub)
     assert len(before_close) == 1
     world.close(master.account.login, opened["position_id"])
-    closed = master_event(world, master, "position_closed", opened, remaining_volume=Decimal("0"))
+    closed = master_event(
+        world, master.account, "position_closed", opened, remaining_volume=Decimal("0")
+    )
     copy_now(closed)
     repairs, _ = reconcile_account(
         account=sub.follower_account, positions=before_close, fetched_at=fetched_at
