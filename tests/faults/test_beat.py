@@ -38,17 +38,21 @@ def queued_tasks() -> Counter:
 @pytest.mark.faults_budget(60)
 def test_two_beats_send_each_job_once_per_period(fault_seed, deadline):
     get_redis().flushdb()  # no worker runs: what the beats send stays in the queues
-    schedule = settings.CELERY_BEAT_SCHEDULE
-    with celery_beat() as first, celery_beat() as second:
+    fast = {"DJANGO_SETTINGS_MODULE": "tests.faults.fast_beat_settings"}
+    schedule = {
+        name: {**entry, "schedule": entry["schedule"] / 5}
+        for name, entry in settings.CELERY_BEAT_SCHEDULE.items()
+    }
+    with celery_beat(**fast) as first, celery_beat(**fast) as second:
         wait_for(
-            lambda: len(sends(first, second).get("supervise-listeners", [])) >= 3,
+            lambda: len(sends(first, second).get("supervise-listeners", [])) >= 4,
             timeout=30,
-            what="three periods of the 5 s jobs",
+            what="four periods of the (1 s) supervisor job",
         )
     sent = sends(first, second)
-    # A fresh schedule first sends a job one period after start: the 5 s jobs ran here.
-    fast = {name for name, entry in schedule.items() if entry["schedule"] <= 5}
-    assert fast <= sent.keys() <= schedule.keys()
+    # A fresh schedule first sends a job one period after start: the 1 s jobs ran here.
+    short = {name for name, entry in schedule.items() if entry["schedule"] <= 1}
+    assert short <= sent.keys() <= schedule.keys()
     for name, times in sent.items():
         period = schedule[name]["schedule"]
         gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)]
