@@ -419,7 +419,12 @@ def lost_and_duplicated(venue: Any, masters: list[int]) -> dict[str, Any]:
     master_ids = list(TradingAccount.objects.filter(login__in=masters).values_list("id", flat=True))
     server_id = TradingAccount.objects.filter(login__in=masters).first().broker_server_id
     check = check_copies({server_id: venue.client()}, master_account_ids=master_ids)
-    return {"summary": check.summary(), "problems": check.problems[:20], "ok": not check.problems}
+    return {
+        "summary": check.summary(),
+        "kinds": dict(check.kinds),
+        "problems": check.problems[:20],
+        "ok": not check.problems,
+    }
 
 
 def main() -> None:
@@ -630,14 +635,23 @@ def print_report(r: dict) -> None:
         for name, mb in sample["rss_mb"].items():
             peak[name] = max(peak.get(name, 0.0), mb)
     print("peak RSS MB: " + ", ".join(f"{k} {v:.0f}" for k, v in peak.items()))  # noqa: T201
-    print(f"check: {r['check']['summary']}")  # noqa: T201
-    for problem in r["check"]["problems"]:
+    print(f"check: {r['check']['summary']}; problems by kind {r['check']['kinds']}")  # noqa: T201
+    for problem in r["check"]["problems"][:10]:
         print(f"  {problem}")  # noqa: T201
     v = r["verdict"]
     print(  # noqa: T201
         f"queues bounded: {'yes' if v['queues_bounded'] else 'NO'} ({v['queues_note']})"
     )
-    print(f"lost/duplicated = 0: {'yes' if v['lost_duplicated_zero'] else 'NO'}")  # noqa: T201
+    kinds = r["check"]["kinds"]
+    if v["lost_duplicated_zero"]:
+        print("lost/duplicated = 0: yes")  # noqa: T201
+    elif set(kinds) <= {"unfinished"}:
+        print(  # noqa: T201
+            f"lost/duplicated = 0: NOT DRAINED ({kinds['unfinished']} copies still to do when "
+            "the drain time ran out: not judged; none duplicated)"
+        )
+    else:
+        print(f"lost/duplicated = 0: NO {kinds}")  # noqa: T201
     print(f"phases (s): {r['phases_s']}; logs: {r['logs']}")  # noqa: T201
 
 
