@@ -35,6 +35,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from copytrading.management.commands.bench_processes import wait_until  # noqa: E402
+
 # Its own database and Redis db (LOAD_DATABASE, LOAD_REDIS_URL override them: the suite's
 # smoke run uses names of its checkout, so a CI clone on the same machine does not collide).
 DATABASE = os.environ.get("LOAD_DATABASE", "copytrade_load")
@@ -170,17 +172,6 @@ def _rss_kb(pid: int) -> int:
     except OSError:
         pass
     return 0
-
-
-def wait_until(condition: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"load: gave up waiting for {what} after {timeout:.0f} s")
-        time.sleep(0.1)
 
 
 def free_port() -> int:
@@ -456,14 +447,13 @@ def main() -> None:
 
 
 def run(options: dict) -> dict:
-    from decimal import Decimal
 
     from brokers.models import ListenerShard
     from brokers.paper.testing import running_venue
     from config.redis import get_redis
-    from copytrading.models import CopySubscription
-    from copytrading.services.demo import demo_seed, demo_server
+    from copytrading.services.demo import demo_server
     from copytrading.tasks import listen_shard
+    from tests.faults.harness import seed_copy_everything
 
     get_redis().flushdb()
     setup_at = time.monotonic()
@@ -481,17 +471,8 @@ def run(options: dict) -> dict:
         venue = stack.enter_context(running_venue(ticks_ms=0, retain_events=1_000_000))
         server = demo_server(url=venue.url, name=f"load-{venue.port}", api_key=venue.api_key)
         followers = options["masters"] * options["followers"]
-        seeded = demo_seed(masters=options["masters"], followers=followers, servers=[server])
-        CopySubscription.objects.update(
-            volume_mode=0,
-            risk_multiplier=Decimal("0.01"),
-            symbols_mode=0,
-            symbols="",
-            max_volume=0,
-            min_volume=0,
-            max_positions=0,
-            reverse_direction=False,
-            copy_mode=0,
+        seeded = seed_copy_everything(
+            masters=options["masters"], followers=followers, servers=[server]
         )
         shard, _ = ListenerShard.objects.get_or_create(broker_server=server)
         phase("seed")
@@ -519,11 +500,9 @@ def run(options: dict) -> dict:
         )  # fmt: skip
         # Started now rather than at the supervisor's first run (beat, 5 s after start).
         listen_shard.delay(shard.id)
-        wait_until(
-            lambda: ListenerShard.objects.filter(connected=True).exists(), 60, "the listener"
-        )
+        wait_until(lambda: ListenerShard.objects.filter(connected=True).exists(), 60)
         api_url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: _answers(api_url), 60, "the ASGI server")
+        wait_until(lambda: _answers(api_url), 60)
         customers = [c for c in seeded.customers if c["accounts"][0] in set(seeded.followers)][
             : options["clients"]
         ]
