@@ -7,9 +7,10 @@ Guards:
 - Once per (event, subscription): the instruction's unique constraint, inserted with
   ON CONFLICT DO NOTHING; a redelivered or re-run fan-out changes nothing.
 - In order per master: events of one master account are fanned out under that
-  account's advisory lock, and a task given event N first handles every earlier event
-  of the account that is still pending. So a close is never decided before the open
-  it closes, whatever order the tasks run in.
+  account's advisory lock, and a task given event N handles every event of the account
+  still pending, in id order (the earlier ones first, the later ones too: a backlog is
+  cleared by one task). So a close is never decided before the open it closes, whatever
+  order the tasks run in.
 - One transaction per master account and batch: the instructions, the new trade
   links and the event's `done` state commit together, or none of them does.
 - The fan-out task claims the orders of an event's last chunk (all of a small fan-out)
@@ -949,12 +950,12 @@ def _targets(event_ids: Iterable[int]) -> dict[int, int]:
 
 
 def fanout_events(*, event_ids: Iterable[int]) -> int:
-    """Fans out the given events (and any earlier pending event of the same masters), in
+    """Fans out the given events (and every other pending event of the same masters), in
     order per master; returns how many events this call handled."""
     handled = 0
     targets = _targets(event_ids)
-    for account_id, last_id in sorted(targets.items()):
-        handled += _fanout_account(account_id, last_id)
+    for account_id in sorted(targets):
+        handled += _fanout_account(account_id)
     return handled
 
 
@@ -965,9 +966,9 @@ def fanout_and_execute(*, event_ids: Iterable[int]) -> int:
 
     handled = 0
     targets = _targets(event_ids)
-    for account_id, last_id in sorted(targets.items()):
+    for account_id in sorted(targets):
         kept: list[tuple[int, list[Any]]] = []
-        handled += _fanout_account(account_id, last_id, kept=kept)
+        handled += _fanout_account(account_id, kept=kept)
         # Sent after the account's lock is released: the next event of this master need
         # not wait for the venue. Its closes wait for these opens (link `opening`).
         for server_id, claimed in kept:
@@ -978,12 +979,14 @@ def fanout_and_execute(*, event_ids: Iterable[int]) -> int:
 FANOUT_CHUNK = 500
 # A fan-out task that finds more pending events of a master than this sends none itself.
 INLINE_MAX_EVENTS = 4
+_ANY_LATER = 2**62  # no event id is this large: every pending event of the master
 
 
-def _fanout_account(
-    account_id: int, last_id: int, *, kept: list[tuple[int, list[Any]]] | None = None
-) -> int:
-    """Fans out the pending events of one master account up to `last_id`, in order.
+def _fanout_account(account_id: int, *, kept: list[tuple[int, list[Any]]] | None = None) -> int:
+    """Fans out every pending event of one master account, in order: the task's own and
+    any stored since (committed), so that a task that finds a backlog clears it at once
+    rather than one event per queued task (the tasks queued for the later events then find
+    them done and return).
 
     A session advisory lock on the account keeps one fan-out per master at a time across
     its transactions. Each event's subscriptions are decided in chunks, each committed and
@@ -997,7 +1000,7 @@ def _fanout_account(
     with cursor() as cur:
         cur.execute("SELECT pg_advisory_lock(%b, %b)", [_FANOUT_LOCK_SPACE, account_id])
     try:
-        events = _pending_events(account_id, last_id)
+        events = _pending_events(account_id, _ANY_LATER)
         if len(events) > INLINE_MAX_EVENTS:
             # A backlog (the fan-out queue fell behind): decide every event here but leave
             # all the sending to the execute workers, in parallel, instead of holding each
