@@ -1001,13 +1001,17 @@ def _fanout_account(account_id: int, *, kept: list[tuple[int, list[Any]]] | None
         cur.execute("SELECT pg_advisory_lock(%b, %b)", [_FANOUT_LOCK_SPACE, account_id])
     try:
         events = _pending_events(account_id, _ANY_LATER)
+        batch = None
         if len(events) > INLINE_MAX_EVENTS:
             # A backlog (the fan-out queue fell behind): decide every event here but leave
             # all the sending to the execute workers, in parallel, instead of holding each
-            # event's claimed orders in flight until this one process has decided the rest.
-            kept = None
+            # event's claimed orders in flight until this one process has decided the rest;
+            # and in tasks of up to EXECUTE_CHUNK orders, not one small task per event.
+            kept, batch = None, _Batch()
         for event in events:
-            _fanout_one(event, kept)
+            _fanout_one(event, kept, batch)
+        if batch is not None:
+            transaction.on_commit(batch.flush)  # after the chunks' own callbacks, in order
         return len(events)
     finally:
         with cursor() as cur:
@@ -1037,7 +1041,9 @@ def _store_context(event: EventRow) -> None:
         )
 
 
-def _fanout_one(event: EventRow, kept: list[tuple[int, list[Any]]] | None) -> None:
+def _fanout_one(
+    event: EventRow, kept: list[tuple[int, list[Any]]] | None, batch: _Batch | None = None
+) -> None:
     """One event, in chunks of FANOUT_CHUNK subscriptions, each in its own transaction; the
     event's `done` state commits with the last one.
 
@@ -1058,7 +1064,7 @@ def _fanout_one(event: EventRow, kept: list[tuple[int, list[Any]]] | None) -> No
         chunks = [
             subscriptions[i : i + FANOUT_CHUNK] for i in range(0, len(subscriptions), FANOUT_CHUNK)
         ] or [[]]
-        _fanout_chunk(event, chunks[0], n=0, last=len(chunks) == 1, kept=kept)
+        _fanout_chunk(event, chunks[0], n=0, last=len(chunks) == 1, kept=kept, batch=batch)
     for n in range(1, len(chunks)):
         last = n == len(chunks) - 1
         with transaction.atomic():
@@ -1066,7 +1072,7 @@ def _fanout_one(event: EventRow, kept: list[tuple[int, list[Any]]] | None) -> No
             chunk = chunks[n]
             if last and inline:
                 chunk = _subscriptions_by_id([s.id for s in chunk], lock=opening)
-            _fanout_chunk(event, chunk, n=n, last=last, kept=kept)
+            _fanout_chunk(event, chunk, n=n, last=last, kept=kept, batch=batch)
 
 
 def _fanout_chunk(
@@ -1076,6 +1082,7 @@ def _fanout_chunk(
     n: int,
     last: bool,
     kept: list[tuple[int, list[Any]]] | None,
+    batch: _Batch | None = None,
 ) -> None:
     ready, claimed = _fanout_event(
         event,
@@ -1087,19 +1094,50 @@ def _fanout_chunk(
         _mark_done(event)
     elif n == 0:
         _store_context(event)  # the shared inputs commit with the first instructions
-    _after_commit(ready, claimed, kept)
+    _after_commit(ready, claimed, kept, batch)
+
+
+class _Batch:
+    """Ready instructions of several events, queued together in execute tasks of
+    EXECUTE_CHUNK (a backlog of small events would otherwise make a task per event), the
+    rest when the fan-out ends. Added after each commit; whatever a crash leaves unqueued,
+    the recovery sweeper queues."""
+
+    def __init__(self) -> None:
+        self.ready: dict[int, list[int]] = defaultdict(list)
+
+    def add(self, ready: dict[int, list[int]]) -> None:
+        full: dict[int, list[int]] = {}
+        for server_id, ids in ready.items():
+            waiting = self.ready[server_id]
+            waiting.extend(ids)
+            cut = len(waiting) - len(waiting) % EXECUTE_CHUNK
+            if cut:
+                full[server_id] = waiting[:cut]
+                del waiting[:cut]
+        if full:
+            enqueue_execution(full)
+
+    def flush(self) -> None:
+        rest = {server_id: ids for server_id, ids in self.ready.items() if ids}
+        if rest:
+            enqueue_execution(rest)
+        self.ready.clear()
 
 
 def _after_commit(
     ready: dict[int, list[int]],
     claimed: tuple[int, list[Any]] | None,
     kept: list[tuple[int, list[Any]]] | None,
+    batch: _Batch | None = None,
 ) -> None:
     if not ready and not claimed:
         return
 
     def queue() -> None:
-        if ready:
+        if ready and batch is not None:
+            batch.add(ready)
+        elif ready:
             enqueue_execution(ready)
         if claimed is not None and kept is not None:
             kept.append(claimed)

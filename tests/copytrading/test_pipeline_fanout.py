@@ -204,8 +204,8 @@ def test_large_fanout_hands_early_chunks_to_workers_and_sends_its_last_chunk(
     monkeypatch.setattr(fanout_module, "FANOUT_CHUNK", 2)
     decide_chunk = fanout_module._fanout_chunk
 
-    def pause_after_first_chunk(event, subscriptions, *, n, last, kept):
-        decide_chunk(event, subscriptions, n=n, last=last, kept=kept)
+    def pause_after_first_chunk(event, subscriptions, *, n, last, kept, **more):
+        decide_chunk(event, subscriptions, n=n, last=last, kept=kept, **more)
         if n == 0:
             subscription_pause(subscription=subs[2], reason="customer asked", actor=None)
 
