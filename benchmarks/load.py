@@ -624,10 +624,11 @@ def print_report(r: dict) -> None:
     kinds = r["check"]["kinds"]
     if v["lost_duplicated_zero"]:
         print("lost/duplicated = 0: yes")  # noqa: T201
-    elif set(kinds) <= {"unfinished"}:
+    elif "unfinished" in kinds and not kinds.get("duplicated"):
         print(  # noqa: T201
             f"lost/duplicated = 0: NOT DRAINED ({kinds['unfinished']} copies still to do when "
-            "the drain time ran out: not judged; none duplicated)"
+            f"the drain time ran out; none duplicated; the rest not judged while copies are "
+            f"in flight: {kinds})"
         )
     else:
         print(f"lost/duplicated = 0: NO {kinds}")  # noqa: T201
