@@ -1,0 +1,52 @@
+"""`manage.py check --deploy` is clean with the production settings (HSTS, secure cookies,
+HTTPS redirect, real secrets), and the check notices when one of them is taken away."""
+
+import os
+import secrets
+import subprocess
+import sys
+
+import pytest
+from cryptography.fernet import Fernet
+
+from tests.processes import ROOT
+
+
+def deploy_check(**env: str) -> subprocess.CompletedProcess:
+    environ = {
+        k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY", "CREDENTIALS_KEYS")
+    }
+    environ.update(
+        DJANGO_SETTINGS_MODULE="config.settings.production",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        CREDENTIALS_KEYS=Fernet.generate_key().decode(),
+        ALLOWED_HOSTS="backoffice.example.com",
+        **env,
+    )
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_production_settings_pass_the_deploy_check():
+    result = deploy_check()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("env", "warning"),
+    [
+        ({"SECURE_HSTS_SECONDS": "0"}, "security.W004"),
+        ({"SECURE_SSL_REDIRECT": "false"}, "security.W008"),
+    ],
+)
+def test_deploy_check_fails_without_hsts_or_https_redirect(env, warning):
+    result = deploy_check(**env)
+    assert result.returncode != 0
+    assert warning in result.stdout + result.stderr
