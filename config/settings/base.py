@@ -408,7 +408,7 @@ UNFOLD = {
 # Security (issue 10) -------------------------------------------------------------------
 # Staff two-factor login (django-otp, TOTP): the admin requires a verified device unless
 # DEBUG is on (the demo); enrol one with `manage.py staff_totp <username>`.
-INSTALLED_APPS += ["django_otp", "django_otp.plugins.otp_totp", "axes"]
+INSTALLED_APPS += ["django_otp", "django_otp.plugins.otp_totp", "axes", "audit"]
 STAFF_OTP_REQUIRED = env.bool("STAFF_OTP_REQUIRED", default=not DEBUG)
 OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="Copy-trading back office")
 # A staff session ends after this long without a request (the customers' sessions live as
