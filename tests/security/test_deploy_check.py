@@ -1,35 +1,26 @@
 """`manage.py check --deploy` is clean with the production settings (HSTS, secure cookies,
 HTTPS redirect, real secrets), and the check notices when one of them is taken away."""
 
-import os
 import secrets
 import subprocess
-import sys
 
 import pytest
 from cryptography.fernet import Fernet
 
-from tests.processes import ROOT
+from tests.accounts.test_settings_failures import run_manage
 
 
 def deploy_check(**env: str) -> subprocess.CompletedProcess:
-    environ = {
-        k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY", "CREDENTIALS_KEYS")
-    }
-    environ.update(
+    return run_manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
         DJANGO_SETTINGS_MODULE="config.settings.production",
         SECRET_KEY=secrets.token_urlsafe(50),
         CREDENTIALS_KEYS=Fernet.generate_key().decode(),
         ALLOWED_HOSTS="backoffice.example.com",
         **env,
-    )
-    return subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=120,
     )
 
 
