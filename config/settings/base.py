@@ -193,6 +193,8 @@ CELERY_BEAT_SCHEDULE = {
     "reconcile-followers": {"task": "copytrading.reconcile_followers", "schedule": 30.0},
     # Risk (post-trade): periodic loss stops resume when their next period starts.
     "risk-resume-due-stops": {"task": "risk.resume_due_stops", "schedule": 30.0},
+    # Audit: the hash chain over history and staff actions, checked daily (audit/chain.py).
+    "audit-verify-chain": {"task": "audit.verify_chain", "schedule": 24 * 3600.0},
 }
 
 # Listeners: shards per broker server, and how long one listener task runs before it
