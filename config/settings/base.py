@@ -430,5 +430,7 @@ AXES_LOCKOUT_PARAMETERS = "accounts.security.lockout_parameters"
 AXES_LOCKOUT_CALLABLE = "accounts.security.lockout_response"
 AXES_CLIENT_IP_CALLABLE = "accounts.security.client_ip"
 AXES_RESET_ON_SUCCESS = True
+# Failed attempts are kept with their form data: passwords are always masked, and so are these.
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "otp_token", "csrfmiddlewaretoken"]
 # Staff (superusers) see and clear lockouts in the admin; `manage.py axes_reset_username`.
 AXES_VERBOSE = False

@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 from asgiref.sync import async_to_sync
+from axes.models import AccessAttempt
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -107,6 +108,11 @@ def test_wrong_codes_count_towards_the_lockout(client, staff_password):
     for _ in range(settings.AXES_FAILURE_LIMIT):
         admin_login(client, user, staff_password, wrong_code(device))
     assert admin_login(client, user, staff_password, totp_code(device)).status_code == 429
+    # The recorded attempts keep no password and no code.
+    kept = "".join(AccessAttempt.objects.values_list("post_data", flat=True))
+    assert "otp_token=****" in kept
+    assert staff_password not in kept
+    assert wrong_code(device) not in kept
 
 
 def test_api_login_locks_username_from_that_address_with_rate_limited(settings):
