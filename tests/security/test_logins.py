@@ -77,6 +77,14 @@ def test_staff_without_a_device_is_told_how_to_enrol(client, staff_password):
     assert f"manage.py staff_totp {user.username}" in response.content.decode()
 
 
+def test_staff_totp_draws_a_qr_code_to_scan():
+    out = io.StringIO()
+    call_command("staff_totp", make_staff().username, stdout=out)
+    drawing = out.getvalue().splitlines()[2:]
+    assert len(drawing) > 20
+    assert all(line.strip() and set(line) <= set(" █▀▄") for line in drawing)
+
+
 def test_staff_totp_refuses_customers_and_keeps_an_existing_device():
     customer = make_customer()
     with pytest.raises(CommandError, match="not staff"):
