@@ -13,13 +13,13 @@ COMPLIANCE = "Compliance"
 SUPPORT = "Support"
 ROLES = (OPERATIONS, COMPLIANCE, SUPPORT)
 
-PROJECT_APPS = ("accounts", "brokers", "copytrading", "risk", "billing")
+PROJECT_APPS = ("accounts", "brokers", "copytrading", "risk", "billing", "audit")
 
 # Models whose rows are money or evidence: nobody deletes them from the admin.
 NO_DELETE_MODELS = {"customer", "tradingaccount"}
 # Written only by the system (risk stops are cleared through their own action, with the
 # permission copytrading.clear_risk_stop_copysubscription): staff read them.
-READ_ONLY_MODELS = {"riskstop", "monitorstate"}
+READ_ONLY_MODELS = {"riskstop", "monitorstate", "auditchainentry"}
 
 SUPPORT_VIEW_MODELS = {
     "customer",
