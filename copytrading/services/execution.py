@@ -210,12 +210,18 @@ _ORDER_SQL = f"SELECT instruction_id, {_ORDER_FIELDS} FROM copytrading_followero
 # pause that committed before is seen; one that commits after waits for this commit), with
 # the platform kill switch (FOR SHARE too) and the master's staff pause: risk.switches'
 # opening_blocked in the same statement.
+# The switches of the follower's and the master's broker servers are read FOR SHARE too.
 _REFUSAL_SQL = """
 SELECT s.id, s.status, s.enabled, s.deleted_at IS NOT NULL, f.enabled, m.enabled, m.paused,
-    (SELECT k.active FROM risk_killswitch AS k WHERE k.id = 1 FOR SHARE)
+    (SELECT k.active FROM risk_killswitch AS k WHERE k.id = 1 FOR SHARE),
+    EXISTS (SELECT 1 FROM risk_serverswitch AS w
+        WHERE w.active AND w.broker_server_id IN (fa.broker_server_id, ma.broker_server_id)
+        FOR SHARE)
 FROM copytrading_copysubscription AS s
 JOIN copytrading_copyfollower AS f ON f.id = s.follower_id
 JOIN copytrading_copymaster AS m ON m.id = s.master_id
+JOIN accounts_tradingaccount AS fa ON fa.id = s.follower_account_id
+JOIN accounts_tradingaccount AS ma ON ma.id = s.master_account_id
 WHERE s.id = ANY(%b) FOR SHARE OF s
 """
 
@@ -228,7 +234,7 @@ def _opening_refusal(subscription_ids: list[int]) -> dict[int, str]:
     with cursor() as cur:
         cur.execute(_REFUSAL_SQL, [subscription_ids])
         rows = cur.fetchall()
-    for sub_id, status, enabled, deleted, follower_on, master_on, paused, killed in rows:
+    for sub_id, status, enabled, deleted, follower_on, master_on, paused, killed, server in rows:
         kill_switch = bool(killed)
         if deleted:
             refused[sub_id] = "SUBSCRIPTION_DELETED"
@@ -244,6 +250,8 @@ def _opening_refusal(subscription_ids: list[int]) -> dict[int, str]:
             refused[sub_id] = d.SkipReason.MASTER_DISABLED
         elif paused:
             paused_masters.append(sub_id)
+        elif server:
+            refused[sub_id] = d.SkipReason.KILL_SWITCH
     if kill_switch:
         refused.update(
             dict.fromkeys([s for s in subscription_ids if s not in refused], "KILL_SWITCH")
