@@ -1148,7 +1148,7 @@ def _decide_v2(inputs: DecisionInputs) -> CopyDecision:
             check = CheckResult(
                 "MARKET_CLOSED",
                 "skip",
-                (("waited_seconds", str(inputs.waited_seconds)), ("max", str(wait_seconds))),
+                (("max", str(wait_seconds)), ("waited_seconds", str(inputs.waited_seconds))),
             )
             return _skip_v2(
                 SkipReason.MARKET_WAIT_EXPIRED,

@@ -247,7 +247,7 @@ class CheckResult:
         return cls(
             code=str(data["code"]),
             outcome=str(data["outcome"]),
-            figures=tuple((str(k), str(v)) for k, v in figures.items()),
+            figures=tuple(sorted((str(k), str(v)) for k, v in figures.items())),
         )
 
     def line(self) -> str:
@@ -278,10 +278,11 @@ def round_down_to_step(volume: Decimal, step: Decimal) -> Decimal:
 
 
 def _result(code: str, outcome: str, **figures: Decimal | str | None) -> CheckResult:
+    # Sorted by name: the stored JSON (jsonb) keeps no order, and a replay must compare equal.
     return CheckResult(
         code,
         outcome,
-        tuple((k, v if isinstance(v, str) else _fig(v)) for k, v in figures.items()),
+        tuple(sorted((k, v if isinstance(v, str) else _fig(v)) for k, v in figures.items())),
     )
 
 

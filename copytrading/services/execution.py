@@ -177,7 +177,8 @@ RETURNING i.id, i.subscription_id, i.master_event_id, i.trade_link_id, i.action,
     (i.decision->>'price')::numeric, (i.decision->>'sl')::numeric,
     (i.decision->>'tp')::numeric,
     ARRAY(SELECT jsonb_array_elements_text(i.decision->'follower_position_ids')),
-    i.decision->>'follower_order_id', {", ".join("l." + c for c in _LINK_WRITTEN)}
+    i.decision->>'follower_order_id', COALESCE((i.decision->>'market_wait_seconds')::int, 0),
+    {", ".join("l." + c for c in _LINK_WRITTEN)}
 """  # noqa: S608 - constants, not input
 
 # The orders of the claimed instructions and their first transition (`sent`), in one
@@ -291,9 +292,11 @@ def _claimed_rows(rows: list[tuple]) -> list[tuple[InstructionRow, d.CopyDecisio
     claimed = []
     for row in sorted(rows):
         inst = InstructionRow(*row[:14])
-        (login, rule_version, order_type, price, sl, tp, position_ids, order_id) = row[14:22]
-        if row[22] is not None:
-            inst.trade_link = LinkRow(*row[22:])
+        (login, rule_version, order_type, price, sl, tp, position_ids, order_id, market_wait) = row[
+            14:23
+        ]
+        if row[23] is not None:
+            inst.trade_link = LinkRow(*row[23:])
         # What sending and recording read of the stored decision, taken from its JSON in
         # SQL (a full CopyDecision.from_dict per instruction costs more than the claim).
         decision = d.CopyDecision(
@@ -308,6 +311,7 @@ def _claimed_rows(rows: list[tuple]) -> list[tuple[InstructionRow, d.CopyDecisio
             tp=tp,
             follower_position_ids=tuple(position_ids or ()),
             follower_order_id=order_id,
+            market_wait_seconds=market_wait,
         )
         claimed.append((inst, decision, login))
     return claimed
@@ -493,7 +497,22 @@ def _record_held(
             ) or GatewayReason.UNKNOWN
             message = str(outcome.error) if outcome.error is not None else outcome.result.message
             gone = reason in (GatewayReason.POSITION_NOT_FOUND, GatewayReason.ORDER_NOT_FOUND)
-            if gone and inst.action in (Action.CLOSE, Action.PARTIAL_CLOSE, Action.CANCEL_PENDING):
+            if (
+                reason == GatewayReason.MARKET_CLOSED
+                and inst.action == Action.OPEN
+                and c.decision.market_wait_seconds > 0
+            ):
+                # The subscription's market_closed_policy is wait: the open waits for the
+                # market (its link stays opening, closes wait behind it) and is decided
+                # again when it opens (services.waiting). The order keeps its client id.
+                order.status = FollowerOrderStatus.REJECTED
+                inst.status = Status.MARKET
+                inst.completed_at = None
+            elif gone and inst.action in (
+                Action.CLOSE,
+                Action.PARTIAL_CLOSE,
+                Action.CANCEL_PENDING,
+            ):
                 # Already gone at the venue (its own SL/TP, or by hand): nothing left to close.
                 order.status = FollowerOrderStatus.REJECTED
                 inst.status = Status.DONE

@@ -539,7 +539,7 @@ SELECT l.subscription_id, upper(l.follower_symbol), sum(l.follower_volume),
         SELECT 1 FROM copytrading_copyinstruction AS i
         WHERE i.trade_link_id = l.id AND i.decision->>'price' IS NOT NULL))
 FROM copytrading_tradelink AS l
-WHERE l.subscription_id = ANY(%b) AND l.status = ANY(%b)
+WHERE l.subscription_id = ANY(%b) AND l.status = ANY(%b) AND NOT l.id = ANY(%b)
 GROUP BY 1, 2
 """  # noqa: S608 - constants, not input
 _HELD_STATUSES = [
@@ -549,13 +549,15 @@ _HELD_STATUSES = [
 ]
 
 
-def _held_lots(sub_ids: list[int]) -> dict[int, dict[str, tuple[Decimal, Decimal, int]]]:
+def _held_lots(
+    sub_ids: list[int], exclude: list[int]
+) -> dict[int, dict[str, tuple[Decimal, Decimal, int]]]:
     """{subscription: {follower symbol: (open lots, sum of lots x open price, links without
     a price)}} over the open copies (opening, open, pending) of these subscriptions. A copy
     still opening is valued at the price its instruction was decided at."""
     held: dict[int, dict[str, tuple[Decimal, Decimal, int]]] = defaultdict(dict)
     with cursor() as cur:
-        cur.execute(_LINK_LOTS_SQL, [sub_ids, _HELD_STATUSES])
+        cur.execute(_LINK_LOTS_SQL, [sub_ids, _HELD_STATUSES, exclude])
         for sub_id, symbol, lots, cost, unpriced in cur.fetchall():
             held[sub_id][symbol] = (lots, cost or Decimal(0), unpriced)
     return held
@@ -693,7 +695,8 @@ def build_inputs(
     opening = event.event_type in _OPENING_KINDS
     # Only a subscription with a lots or leverage limit reads its open lots.
     exposed = [s.id for s in rows if opening and _needs_exposure(s.limits)]
-    held = _held_lots(exposed) if exposed else {}
+    # The event's own link (an open waiting for its market, decided again) is not held yet.
+    held = _held_lots(exposed, [link.id for link in links.values()]) if exposed else {}
     account_maps = _account_maps(event.master_server_id)
     switch_sets = {
         on: d.KillSwitches(
@@ -801,6 +804,8 @@ def _settings(row: SubRow) -> d.SubscriptionSettings:
 def _instruction_status(decision: d.CopyDecision, link: LinkRecord | None) -> str:
     if decision.skipped:
         return CopyInstructionStatus.SKIPPED
+    if decision.waits_for_market:
+        return CopyInstructionStatus.MARKET  # sent when the market opens (services.waiting)
     if (
         decision.action not in (d.CopyAction.OPEN, d.CopyAction.PLACE_PENDING)
         and link is not None
@@ -968,7 +973,8 @@ def _fanout_event(
         decision = d.decide(inputs)
         decided.append((sub, inputs, link, decision))
         if decision.action in (d.CopyAction.OPEN, d.CopyAction.PLACE_PENDING) and link is None:
-            is_order = decision.action is d.CopyAction.PLACE_PENDING
+            # A limit order sent for a slippage limit belongs to the master position.
+            is_order = event.event_type == MasterEventType.ORDER_PLACED
             new_links.append(
                 {
                     "subscription_id": sub.id,
