@@ -866,7 +866,7 @@ def checks_html(checks: list[dict[str, Any]]) -> str:
                 c.get("outcome", ""),
                 c.get("code", ""),
                 c.get("outcome", ""),
-                ": " + ", ".join(f"{k} {v}" for k, v in (c.get("figures") or {}).items())
+                ": " + ", ".join(f"{k} {v}" for k, v in sorted((c.get("figures") or {}).items()))
                 if c.get("figures")
                 else "",
             )

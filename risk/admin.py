@@ -102,6 +102,20 @@ _POSTTRADE_FIELDS = (
 )
 
 
+_PRETRADE_LIMITS = (
+    "max_lots_per_symbol",
+    "max_lots_total",
+    "max_leverage",
+    "max_risk_per_trade_pct",
+    "require_master_sl",
+    "margin_policy",
+    "max_slippage",
+    "slippage_policy",
+    "market_closed_policy",
+    "market_wait_seconds",
+)
+
+
 def _plain(value: str) -> str:
     """A Decimal string without trailing zeros: 5.0000 -> 5, 3.20 -> 3.2."""
     from decimal import Decimal, InvalidOperation
@@ -141,20 +155,7 @@ class SubscriptionLimitsForm(forms.ModelForm):
 
     class Meta:
         model = SubscriptionLimits
-        fields = (
-            "subscription",
-            "max_lots_per_symbol",
-            "max_lots_total",
-            "max_leverage",
-            "max_risk_per_trade_pct",
-            "require_master_sl",
-            "margin_policy",
-            "max_slippage",
-            "slippage_policy",
-            "market_closed_policy",
-            "market_wait_seconds",
-            *_POSTTRADE_FIELDS,
-        )
+        fields = ("subscription", *_PRETRADE_LIMITS, *_POSTTRADE_FIELDS)
 
     def clean_period_timezone(self) -> str:
         from .rules import RuleInputError, zone
@@ -203,20 +204,7 @@ class PretradeDisplayMixin:
         return format_html('<table class="bo-table">{}</table>', body)
 
 
-_PRETRADE_FIELDS = (
-    "max_lots_per_symbol",
-    "max_lots_total",
-    "max_leverage",
-    "max_risk_per_trade_pct",
-    "require_master_sl",
-    "margin_policy",
-    "max_slippage",
-    "slippage_policy",
-    "market_closed_policy",
-    "market_wait_seconds",
-    "pretrade_closeness",
-    "pretrade_stops",
-)
+_PRETRADE_FIELDS = (*_PRETRADE_LIMITS, "pretrade_closeness", "pretrade_stops")
 
 
 class SubscriptionLimitsInline(PretradeDisplayMixin, StackedInline):

@@ -37,7 +37,8 @@ the subscription's open copies at their open prices (`Exposure.open_notional`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from decimal import (
     ROUND_DOWN,
@@ -85,6 +86,9 @@ INSUFFICIENT_MARGIN = "INSUFFICIENT_MARGIN"
 MARKET_CLOSED = "MARKET_CLOSED"
 
 
+# Cached by value: limits, prices and volumes repeat across the followers of one event, and
+# formatting is most of the checks' cost. Equal Decimals give the same string either way.
+@functools.lru_cache(maxsize=65536)
 def _fig(value: Decimal | None) -> str:
     """A figure as stored: a plain Decimal string, ratios to 4 places (half-even)."""
     if value is None:
@@ -279,13 +283,23 @@ def round_down_to_step(volume: Decimal, step: Decimal) -> Decimal:
 
 def _result(code: str, outcome: str, **figures: Decimal | str | None) -> CheckResult:
     # Sorted by name: the stored JSON (jsonb) keeps no order, and a replay must compare equal.
-    return CheckResult(
-        code,
-        outcome,
-        tuple(sorted((k, v if isinstance(v, str) else _fig(v)) for k, v in figures.items())),
-    )
+    pairs = [(k, v if v.__class__ is str else _fig(v)) for k, v in figures.items()]  # type: ignore[arg-type]
+    pairs.sort()
+    return CheckResult(code, outcome, tuple(pairs))
 
 
+def _fixed_context(func: Callable[..., Outcome]) -> Callable[..., Outcome]:
+    """Runs `func` in the module's decimal context, whatever the thread's is."""
+
+    @functools.wraps(func)
+    def run(**kwargs: Any) -> Outcome:
+        with localcontext(_CTX):
+            return func(**kwargs)
+
+    return run
+
+
+@_fixed_context
 def run_checks(
     *,
     limits: PretradeLimits,
@@ -307,38 +321,6 @@ def run_checks(
     master's fill price for a market open, the order's price for a pending copy.
     `min_volume`: the larger of the subscription's and the symbol's minimum.
     """
-    with localcontext(_CTX):
-        return _run(
-            limits=limits,
-            side=side,
-            volume=volume,
-            pending=pending,
-            order_price=order_price,
-            master_sl=master_sl,
-            follower_sl=follower_sl,
-            quote=quote,
-            exposure=exposure,
-            equity=equity,
-            min_volume=min_volume,
-            step=step,
-        )
-
-
-def _run(
-    *,
-    limits: PretradeLimits,
-    side: str,
-    volume: Decimal,
-    pending: bool,
-    order_price: Decimal | None,
-    master_sl: Decimal | None,
-    follower_sl: Decimal | None,
-    quote: FollowerQuote | None,
-    exposure: Exposure,
-    equity: Decimal | None,
-    min_volume: Decimal,
-    step: Decimal,
-) -> Outcome:
     checks: list[CheckResult] = []
     limit_price: Decimal | None = None
 

@@ -18,6 +18,11 @@ def kill_switch_set(*, active: bool, reason: str, actor: Any) -> KillSwitch:
     if not reason.strip():
         raise ValueError("a reason is required to change the kill switch")
     switch, _ = KillSwitch.objects.select_for_update().get_or_create(pk=1)
+    return _switch_save(switch, active=active, reason=reason, actor=actor)
+
+
+def _switch_save(switch: Any, *, active: bool, reason: str, actor: Any) -> Any:
+    """Sets a switch's state with who, when and why; its history row keeps the reason."""
     switch.active = active
     switch.reason = reason
     switch.changed_by = actor if getattr(actor, "is_authenticated", False) else None
@@ -37,9 +42,4 @@ def server_switch_set(*, server: Any, active: bool, reason: str, actor: Any) -> 
     switch = ServerSwitch.objects.select_for_update().filter(broker_server=server).first()
     if switch is None:
         switch = ServerSwitch(broker_server=server)
-    switch.active = active
-    switch.reason = reason
-    switch.changed_by = actor if getattr(actor, "is_authenticated", False) else None
-    switch.changed_at = timezone.now()
-    save_audited(switch, actor=actor, reason=reason)
-    return switch
+    return _switch_save(switch, active=active, reason=reason, actor=actor)

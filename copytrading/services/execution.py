@@ -683,33 +683,40 @@ def _release_waiting(link_ids: list[int]) -> dict[int, list[int]]:
     for inst in waiting:
         inputs = dataclasses.replace(instruction_inputs(inst), link=link_state(inst.trade_link))
         decision = d.decide(inputs, rule_version=inst.rule_version)
-        inst.inputs = split_inputs(inputs)[1]
-        inst.decision = decision.to_dict()
-        inst.action = str(decision.action)
-        inst.reason = str(decision.reason) if decision.reason else ""
-        inst.detail = decision.detail[:500]
-        inst.volume = decision.volume
-        inst.side = str(decision.side) if decision.side else inst.side
-        inst.follower_symbol = decision.follower_symbol or inst.follower_symbol
+        apply_redecision(inst, decision, own_inputs=split_inputs(inputs)[1])
         inst.status = Status.SKIPPED if decision.skipped else Status.READY
         if not decision.skipped:
             ready[inst.follower_account.broker_server_id].append(inst.id)
     if waiting:
-        update_objects(
-            waiting,
-            columns=[
-                "inputs",
-                "decision",
-                "action",
-                "reason",
-                "detail",
-                "volume",
-                "side",
-                "follower_symbol",
-                "status",
-            ],
-        )
+        update_objects(waiting, columns=[*REDECIDED_COLUMNS, "status"])
     return ready
+
+
+REDECIDED_COLUMNS = (
+    "inputs",
+    "decision",
+    "action",
+    "reason",
+    "detail",
+    "volume",
+    "side",
+    "follower_symbol",
+)
+
+
+def apply_redecision(
+    inst: CopyInstruction, decision: d.CopyDecision, *, own_inputs: dict[str, Any]
+) -> None:
+    """Sets what an instruction decided again (never sent before) now says; the caller sets
+    the status and saves REDECIDED_COLUMNS."""
+    inst.inputs = own_inputs
+    inst.decision = decision.to_dict()
+    inst.action = str(decision.action)
+    inst.reason = str(decision.reason) if decision.reason else ""
+    inst.detail = decision.detail[:500]
+    inst.volume = decision.volume
+    inst.side = str(decision.side) if decision.side else inst.side
+    inst.follower_symbol = decision.follower_symbol or inst.follower_symbol
 
 
 def _after_commit(released: dict[int, list[int]], link_ids: list[int]) -> None:

@@ -355,7 +355,9 @@ _LIMIT_FIELDS = tuple(f.name for f in dataclasses.fields(_LimitsRow))
 
 # The switches (platform, and per broker server of the follower and of the master) are
 # read FOR SHARE with the subscriptions: one that commits before is seen by the decision,
-# one that commits after waits for the claim (the executor's claim reads them again).
+# one that commits after waits for the claim (the executor's claim reads them again). The
+# limits are joined only where a pre-trade limit is set (PretradeLimits.any_set): no
+# columns to decode for the many subscriptions without.
 _SUBSCRIPTIONS_SQL = f"""
 SELECT {", ".join("s." + f for f in _SETTING_FIELDS)},
     s.follower_account_id, f.enabled, m.enabled, m.paused, a.login, a.currency, a.equity,
@@ -373,7 +375,10 @@ JOIN copytrading_copymaster AS m ON m.id = s.master_id
 JOIN accounts_tradingaccount AS a ON a.id = s.follower_account_id
 JOIN accounts_tradingaccount AS ma ON ma.id = s.master_account_id
 JOIN brokers_brokerserver AS b ON b.id = a.broker_server_id
-LEFT JOIN risk_subscriptionlimits AS l ON l.subscription_id = s.id
+LEFT JOIN risk_subscriptionlimits AS l ON l.subscription_id = s.id AND (
+    l.max_lots_per_symbol > 0 OR l.max_lots_total > 0 OR l.max_leverage > 0
+    OR l.max_risk_per_trade_pct > 0 OR l.require_master_sl OR l.margin_policy <> 'off'
+    OR l.max_slippage > 0 OR l.market_closed_policy <> 'skip')
 WHERE {{where}} AND s.deleted_at IS NULL
 ORDER BY s.id
 """  # noqa: S608 - constants, not input
@@ -532,13 +537,12 @@ def _open_counts(sub_ids: list[int]) -> dict[int, int]:
 
 _LINK_LOTS_SQL = """
 SELECT l.subscription_id, upper(l.follower_symbol), sum(l.follower_volume),
-    sum(l.follower_volume * COALESCE(l.open_price, (
-        SELECT (i.decision->>'price')::numeric FROM copytrading_copyinstruction AS i
-        WHERE i.trade_link_id = l.id ORDER BY i.id LIMIT 1))),
-    count(*) FILTER (WHERE l.open_price IS NULL AND NOT EXISTS (
-        SELECT 1 FROM copytrading_copyinstruction AS i
-        WHERE i.trade_link_id = l.id AND i.decision->>'price' IS NOT NULL))
+    sum(l.follower_volume * p.price), count(*) - count(p.price)
 FROM copytrading_tradelink AS l
+CROSS JOIN LATERAL (SELECT COALESCE(l.open_price, (
+    SELECT (i.decision->>'price')::numeric FROM copytrading_copyinstruction AS i
+    WHERE i.trade_link_id = l.id AND i.action IN ('open', 'place_pending') LIMIT 1)) AS price
+) AS p
 WHERE l.subscription_id = ANY(%b) AND l.status = ANY(%b) AND NOT l.id = ANY(%b)
 GROUP BY 1, 2
 """  # noqa: S608 - constants, not input

@@ -41,6 +41,7 @@ from .. import decision as d
 from ..choices import CopyInstructionStatus as Status
 from ..choices import MasterEventType, TradeLinkStatus
 from ..models import CopyInstruction, FollowerOrder, MasterEvent, TradeLink
+from .execution import REDECIDED_COLUMNS, _release_waiting, apply_redecision
 from .fanout import (
     EventRow,
     build_inputs,
@@ -107,22 +108,20 @@ def market_waits_redecide(*, now: datetime | None = None) -> int:
         for inst in instructions:
             event = inst.master_event
             ((_, inputs, _),) = build_inputs(event, [inst.subscription], quotes=quotes)
+            own_link = inst.trade_link is not None and inst.trade_link.status == "opening"
             inputs = dataclasses.replace(
                 inputs,
-                link=None,  # the link is this open's own, not a copy made before
+                # The link is this open's own, not a copy made before; nor is it one of the
+                # open copies max_positions counts.
+                link=None,
+                open_copied_positions=max(inputs.open_copied_positions - own_link, 0),
                 waited_seconds=int((now - inst.created_at).total_seconds()),
                 master_position_open=_master_position_open(event),
             )
             decision = d.decide(inputs, rule_version=inst.rule_version)
             shared, own = split_inputs(inputs)
-            inst.inputs = {**shared, **own}  # switches may differ from the event's
-            inst.decision = decision.to_dict()
-            inst.action = str(decision.action)
-            inst.reason = str(decision.reason) if decision.reason else ""
-            inst.detail = decision.detail[:500]
-            inst.volume = decision.volume
-            inst.side = str(decision.side) if decision.side else inst.side
-            inst.follower_symbol = decision.follower_symbol or inst.follower_symbol
+            # Full inputs: the switches may differ from the event's stored ones.
+            apply_redecision(inst, decision, own_inputs={**shared, **own})
             if decision.skipped:
                 inst.status = Status.SKIPPED
                 inst.completed_at = now
@@ -138,23 +137,8 @@ def market_waits_redecide(*, now: datetime | None = None) -> int:
                 FollowerOrder.objects.filter(instruction=inst).update(
                     requested_volume=decision.volume
                 )
-            inst.save(
-                update_fields=[
-                    "inputs",
-                    "decision",
-                    "action",
-                    "reason",
-                    "detail",
-                    "volume",
-                    "side",
-                    "follower_symbol",
-                    "status",
-                    "completed_at",
-                ]
-            )
+            inst.save(update_fields=[*REDECIDED_COLUMNS, "status", "completed_at"])
         if skipped_links:
-            from .execution import _release_waiting
-
             TradeLink.objects.filter(id__in=skipped_links, status=TradeLinkStatus.OPENING).update(
                 status=TradeLinkStatus.SKIPPED, reason="market wait ended", updated_at=now
             )

@@ -11,20 +11,12 @@ from copytrading.services.waiting import market_waits_redecide
 from risk.models import SubscriptionLimits
 from risk.services import server_switch_set
 from tests.copytrading.copy_world import build_world
+from tests.copytrading.test_copy_e2e import venues  # venue A, and B with suffix m, lots of 0.1
 from tests.processes import wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
 
-
-@pytest.fixture(scope="module")
-def venues():
-    from brokers.paper.testing import running_venue
-
-    with (
-        running_venue(ticks_ms=0) as a,
-        running_venue(ticks_ms=0, symbol_suffix="m", min_volume="0.1", volume_step="0.1") as b,
-    ):
-        yield a, b
+__all__ = ["venues"]
 
 
 @pytest.fixture

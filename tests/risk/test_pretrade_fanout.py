@@ -132,7 +132,7 @@ def test_server_switch_stops_openings_at_decision_and_claim_not_closes(world, qu
 
 def test_open_waits_for_a_closed_market_then_goes_or_expires(world, queued):
     master = world.master(0)
-    waits = world.follower(master, 0)
+    waits = world.follower(master, 0, max_positions=1)  # its own waiting open is not counted
     limits(waits, market_closed_policy="wait", market_wait_seconds=600)
     skips = world.follower(master, 0)
     Symbol.objects.filter(name="EURUSD").update(trading=False)
