@@ -32,6 +32,8 @@ SUPPORT_VIEW_MODELS = {
     "masterlimits",
     "monitorstate",
     "riskstop",
+    # ...and whether a broker server's switch stops openings (why a trade was not copied).
+    "serverswitch",
 }
 SUPPORT_EXTRA = {"copytrading.pause_copysubscription"}
 

@@ -360,6 +360,12 @@ UNFOLD = {
                         "link": _reverse_lazy("staff:kill-switch"),
                         "permission": _perm("risk.view_killswitch"),
                     },
+                    {
+                        "title": "Server switches",
+                        "icon": "dns",
+                        "link": _reverse_lazy("staff:server-switches"),
+                        "permission": _perm("risk.view_serverswitch"),
+                    },
                     _model_item("Masters", "person_raised_hand", "copytrading", "copymaster"),
                     _model_item("Trade links", "link", "copytrading", "tradelink"),
                     _model_item("Master events", "bolt", "copytrading", "masterevent"),
