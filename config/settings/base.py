@@ -187,6 +187,9 @@ CELERY_BEAT_SCHEDULE = {
     "reconcile-followers": {"task": "copytrading.reconcile_followers", "schedule": 30.0},
     # Risk (post-trade): periodic loss stops resume when their next period starts.
     "risk-resume-due-stops": {"task": "risk.resume_due_stops", "schedule": 30.0},
+    # Billing: accrue, crystallise and settle what is due; deposits and withdrawals.
+    "billing-run": {"task": "billing.run", "schedule": 600.0},
+    "billing-scan-cash": {"task": "billing.scan_cash", "schedule": 60.0},
 }
 
 # Listeners: shards per broker server, and how long one listener task runs before it

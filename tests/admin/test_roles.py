@@ -23,7 +23,9 @@ NO_ADD = {
     "staffremedy",
     "listenershard",
     "killswitch",
+    "serverswitch",
     "customerapitoken",
+    "subscriptionfeestate",  # made by billing for each subscription; Operations move its version
 }
 
 
