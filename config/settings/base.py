@@ -385,6 +385,24 @@ UNFOLD = {
                 ],
             },
             {
+                "title": "Billing",
+                "separator": True,
+                "items": [
+                    {
+                        "title": "Statements",
+                        "icon": "request_quote",
+                        "link": _reverse_lazy("staff:billing-statements"),
+                        "permission": _perm("billing.view_feeaccrual"),
+                    },
+                    _model_item("Fee schedules", "price_change", "billing", "feeschedule"),
+                    _model_item("Fee caps", "vertical_align_top", "billing", "feecap"),
+                    _model_item("Fee accruals", "receipt", "billing", "feeaccrual"),
+                    _model_item("Settlements", "payments", "billing", "settlement"),
+                    _model_item("Fee debts", "money_off", "billing", "feedebt"),
+                    _model_item("Ledger", "account_balance_wallet", "billing", "ledgertransaction"),
+                ],
+            },
+            {
                 "title": "Support",
                 "separator": True,
                 "items": [
