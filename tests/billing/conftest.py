@@ -70,7 +70,7 @@ class ShiftedVenue(GatewayVenue):
         return [d for d in shifted if since is None or d.ts >= since]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def venue() -> Iterator[Venue]:
     with running_venue(ticks_ms=0) as started:
         yield started
