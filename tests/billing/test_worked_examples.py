@@ -155,3 +155,45 @@ def test_unpaid_fees_become_debt_collected_from_the_next_deposit(desk):
     (fee,) = desk.accruals(sub, "subscription")[:1]
     assert fee.status == FeeAccrualStatus.SETTLED
     assert ledger_sums_per_transaction() == {D(0)}
+
+
+def test_the_ib_rebate_is_paid_out_of_the_broker_share(desk):
+    ib = desk.account(1000)
+    master = desk.master(
+        subscription_amount=100, broker_share_pct=40, ib_share_pct=25, ib_account=ib
+    )
+    sub = desk.follower(master)
+    desk.run(datetime.now(UTC))
+    (fee,) = desk.accruals(sub, "subscription")
+    assert (fee.master_share, fee.broker_share, fee.ib_share) == (D("60"), D("30"), D("10"))
+    desk.run(month_end(datetime.now(UTC)))
+    settlement = Settlement.objects.get(subscription=sub)
+    assert settlement.status == SettlementStatus.SETTLED
+    ops = {op.role: op for op in BalanceOp.objects.filter(settlement=settlement)}
+    assert ops["ib"].client_op_id == f"fee-{settlement.pk}-1-ib{ib.pk}"
+    assert desk.balance(ib) == D("1010")
+    assert desk.balance(master.account) == D("100060")
+    assert desk.balance(sub.follower_account) == D("9900")
+
+
+def test_a_subscription_keeps_its_version_until_operations_move_it(desk):
+    from billing.services import fee_schedule_create, fee_state_move
+
+    master = desk.master(subscription_amount=10)
+    sub = desk.follower(master)
+    desk.run(datetime.now(UTC))
+    v2 = fee_schedule_create(master=master, values={"subscription_amount": D("30")}, actor=None)
+    end = month_end(datetime.now(UTC))
+    desk.run(end)  # next month's fee: still v1
+    assert [(a.schedule_version, a.amount) for a in desk.accruals(sub, "subscription")] == [
+        (1, D("10")),
+        (1, D("10")),
+    ]
+    state = SubscriptionFeeState.objects.get(subscription=sub)
+    fee_state_move(state=state, schedule=v2, actor=None)
+    assert state.history.first().history_change_reason == "moved from fees v1 to v2"
+    desk.run(month_end(end + timedelta(days=1)))
+    assert [(a.schedule_version, a.amount) for a in desk.accruals(sub, "subscription")][-1] == (
+        2,
+        D("30"),
+    )
