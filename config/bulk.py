@@ -44,6 +44,19 @@ def _prepare_threshold() -> int | None:
     return getattr(settings, "HOT_PATH_PREPARE_THRESHOLD", 5)
 
 
+class _Cursor(psycopg.Cursor):
+    """A psycopg cursor whose errors go through Django's wrapper, as its own cursors' do.
+
+    So they arrive as django.db errors, and a connection that broke under it (a database
+    restart, pg_terminate_backend) is marked: Django's close_old_connections (before each
+    Celery task, each listener step) then drops it instead of handing the dead connection
+    to every later task of the process."""
+
+    def execute(self, *args: Any, **kwargs: Any) -> "_Cursor":
+        with connection.wrap_database_errors:
+            return super().execute(*args, **kwargs)
+
+
 def cursor() -> psycopg.Cursor:
     """A server-binding psycopg cursor on Django's connection, in its current transaction."""
     connection.ensure_connection()
@@ -51,7 +64,7 @@ def cursor() -> psycopg.Cursor:
     if getattr(conn, "_hot_path_prepare", _UNSET) is _UNSET:
         conn.prepare_threshold = _prepare_threshold()
         conn._hot_path_prepare = True
-    return psycopg.Cursor(conn)
+    return _Cursor(conn)
 
 
 def _placeholder(db_type: str) -> str:

@@ -3,6 +3,7 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from billing.staff_views import urlpatterns as billing_staff_urlpatterns
 from config.services import service_status
 from copytrading.staff_views import urlpatterns as staff_urlpatterns
 
@@ -18,8 +19,9 @@ admin.site.site_title = "Copy-trading back office"
 admin.site.index_title = "Operations, compliance and support"
 
 urlpatterns = [
-    # Staff pages inside the admin frame (live positions, health, drift, lineage, history).
-    path("admin/ops/", include((staff_urlpatterns, "staff"))),
+    # Staff pages inside the admin frame (live positions, health, drift, lineage, history,
+    # billing statements).
+    path("admin/ops/", include((staff_urlpatterns + billing_staff_urlpatterns, "staff"))),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     # Client API (spec/client-api.md): public schema, docs for staff only.

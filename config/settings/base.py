@@ -193,6 +193,9 @@ CELERY_BEAT_SCHEDULE = {
     "reconcile-followers": {"task": "copytrading.reconcile_followers", "schedule": 30.0},
     # Risk (post-trade): periodic loss stops resume when their next period starts.
     "risk-resume-due-stops": {"task": "risk.resume_due_stops", "schedule": 30.0},
+    # Billing: accrue, crystallise and settle what is due; deposits and withdrawals.
+    "billing-run": {"task": "billing.run", "schedule": 600.0},
+    "billing-scan-cash": {"task": "billing.scan_cash", "schedule": 60.0},
     # Audit: the hash chain over history and staff actions, checked daily (audit/chain.py).
     "audit-verify-chain": {"task": "audit.verify_chain", "schedule": 24 * 3600.0},
 }
@@ -362,6 +365,12 @@ UNFOLD = {
                         "link": _reverse_lazy("staff:kill-switch"),
                         "permission": _perm("risk.view_killswitch"),
                     },
+                    {
+                        "title": "Server switches",
+                        "icon": "dns",
+                        "link": _reverse_lazy("staff:server-switches"),
+                        "permission": _perm("risk.view_serverswitch"),
+                    },
                     _model_item("Masters", "person_raised_hand", "copytrading", "copymaster"),
                     _model_item("Trade links", "link", "copytrading", "tradelink"),
                     _model_item("Master events", "bolt", "copytrading", "masterevent"),
@@ -387,6 +396,24 @@ UNFOLD = {
                     },
                     _model_item("Kill switch record", "gavel", "risk", "killswitch"),
                     _model_item("API tokens", "key", "accounts", "customerapitoken"),
+                ],
+            },
+            {
+                "title": "Billing",
+                "separator": True,
+                "items": [
+                    {
+                        "title": "Statements",
+                        "icon": "request_quote",
+                        "link": _reverse_lazy("staff:billing-statements"),
+                        "permission": _perm("billing.view_feeaccrual"),
+                    },
+                    _model_item("Fee schedules", "price_change", "billing", "feeschedule"),
+                    _model_item("Fee caps", "vertical_align_top", "billing", "feecap"),
+                    _model_item("Fee accruals", "receipt", "billing", "feeaccrual"),
+                    _model_item("Settlements", "payments", "billing", "settlement"),
+                    _model_item("Fee debts", "money_off", "billing", "feedebt"),
+                    _model_item("Ledger", "account_balance_wallet", "billing", "ledgertransaction"),
                 ],
             },
             {

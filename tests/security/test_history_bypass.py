@@ -45,6 +45,10 @@ ALLOWED: dict[tuple[str, str, str], str] = {
         "the benchmark sets the sizing of its own generated subscriptions, in its own "
         "throwaway database; no deployment's configuration changes"
     ),
+    ("copytrading/management/commands/copybench.py", "SubscriptionLimits", "bulk_create"): (
+        "the benchmark gives its own generated subscriptions limits (--limits), in its own "
+        "throwaway database; no deployment's configuration changes"
+    ),
 }
 
 
@@ -426,6 +430,35 @@ def _risk_stop(actor: Any) -> models.Model:
     return risk_stop_clear(stop=stop, reason="reviewed", actor=actor)
 
 
+def _fee_cap(actor: Any) -> models.Model:
+    from billing.services import fee_cap_set
+
+    return fee_cap_set(kind="performance", max_pct=Decimal(30), max_amount=None, actor=actor)
+
+
+def _fee_schedule(actor: Any) -> models.Model:
+    from billing.services import fee_schedule_create
+    from tests.factories import make_master
+
+    values = {"period": "monthly", "performance_pct": Decimal(20)}
+    return fee_schedule_create(master=make_master(), values=values, actor=actor)
+
+
+def _fee_state(actor: Any) -> models.Model:
+    from billing.models import SubscriptionFeeState
+    from billing.services import fee_schedule_create, fee_state_move, fee_states_ensure
+    from tests.factories import make_subscription
+
+    sub = make_subscription()
+    values = {"period": "monthly", "subscription_amount": Decimal(10)}
+    fee_schedule_create(master=sub.master, values=values, actor=None)
+    fee_states_ensure()
+    v2 = fee_schedule_create(master=sub.master, values=values, actor=None)
+    state = SubscriptionFeeState.objects.get(subscription=sub)
+    fee_state_move(state=state, schedule=v2, actor=actor)
+    return state
+
+
 # "app_label.modelname" -> the write path that changes it. A new historied model needs one
 # line here (its service, or `_saved` for a model staff configure in the admin).
 SCENARIOS: dict[str, Callable[[Any], models.Model]] = {
@@ -442,6 +475,9 @@ SCENARIOS: dict[str, Callable[[Any], models.Model]] = {
     "risk.subscriptionlimits": _subscription_limits,
     "risk.masterlimits": _master_limits,
     "risk.riskstop": _risk_stop,
+    "billing.feecap": _fee_cap,
+    "billing.feeschedule": _fee_schedule,
+    "billing.subscriptionfeestate": _fee_state,
 }
 
 
