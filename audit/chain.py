@@ -172,48 +172,42 @@ def link_hash(prev_hash: str, seq: int, table: str, pk: str, row_hash: str) -> s
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _entries(cursor: Any, tables: dict[str, str]) -> Iterator[tuple]:
-    """Every entry in chain order with the current hash of its row (None: row gone)."""
-    cursor.execute("SET LOCAL timezone = 'UTC'")
-    cursor.execute(
-        f"SELECT seq, table_name, row_pk, row_hash, prev_hash, hash FROM {ENTRY_TABLE} "  # noqa: S608
-        "ORDER BY seq"
+def _entries(tables: dict[str, str]) -> Iterator[tuple]:
+    """Every entry in chain order with the current hash of its row (None: the row is gone),
+    then the rows with no entry (seq None). PostgreSQL joins the rows with the entries and
+    the result is streamed (a server-side cursor), so memory stays flat however long the
+    chain grows."""
+    current = " UNION ALL ".join(
+        f"SELECT %s AS tbl, t.{connection.ops.quote_name(pk)}::text AS pk, "  # noqa: S608 - model metadata
+        "encode(sha256(convert_to(to_jsonb(t)::text, 'UTF8')), 'hex') AS h "
+        f"FROM {connection.ops.quote_name(table)} t"
+        for table, pk in tables.items()
     )
-    entries = cursor.fetchall()
-    current: dict[tuple[str, str], str] = {}
-    for table, pk in tables.items():
-        quoted, quoted_pk = connection.ops.quote_name(table), connection.ops.quote_name(pk)
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL timezone = 'UTC'")
+    with connection.chunked_cursor() as cursor:
         cursor.execute(
-            f"SELECT t.{quoted_pk}::text, encode(sha256(convert_to(to_jsonb(t)::text, 'UTF8')), "  # noqa: S608
-            f"'hex') FROM {quoted} t"
+            f"WITH cur AS ({current}) "  # noqa: S608 - table names from model metadata
+            "SELECT e.seq, coalesce(e.table_name, cur.tbl), coalesce(e.row_pk, cur.pk), "
+            "e.row_hash, e.prev_hash, e.hash, cur.h "
+            f"FROM {ENTRY_TABLE} e FULL OUTER JOIN cur "
+            "ON cur.tbl = e.table_name AND cur.pk = e.row_pk "
+            "ORDER BY e.seq NULLS LAST, 2, length(coalesce(e.row_pk, cur.pk)), 3",
+            list(tables),
         )
-        current.update({(table, row_pk): digest for row_pk, digest in cursor.fetchall()})
-    for seq, table, row_pk, row_hash, prev_hash, hash_ in entries:
-        yield seq, table, row_pk, row_hash, prev_hash, hash_, current.pop((table, row_pk), None)
-    # Rows of chained tables with no entry.
-    unchained: dict[str, list[str]] = {}
-    for table, row_pk in current:
-        unchained.setdefault(table, []).append(row_pk)
-    for table, pks in sorted(unchained.items()):
-        yield None, table, sorted(pks, key=lambda p: (len(p), p)), None, None, None, None
+        yield from cursor
 
 
 def verify_chain(*, limit: int = 20) -> Verdict:
     """Walks the chain; returns what it found (at most `limit` problems)."""
     tables = chained_tables()
     problems: list[Problem] = []
+    unchained: dict[str, list[str]] = {}
     expected_seq, prev, entries = 1, GENESIS, 0
-    with transaction.atomic(), connection.cursor() as cursor:
-        for seq, table, pk, row_hash, prev_hash, hash_, now_hash in _entries(cursor, tables):
+    with transaction.atomic():
+        for seq, table, pk, row_hash, prev_hash, hash_, now_hash in _entries(tables):
             if seq is None:
-                first = ", ".join(pk[:5]) + (" ..." if len(pk) > 5 else "")
-                problems.append(
-                    Problem(
-                        None,
-                        f"{len(pk)} row(s) of {table} are not in the chain (pk {first}): "
-                        "inserted with the trigger disabled, or their entries were cut",
-                    )
-                )
+                unchained.setdefault(table, []).append(pk)
                 continue
             entries += 1
             if seq != expected_seq:
@@ -231,6 +225,15 @@ def verify_chain(*, limit: int = 20) -> Verdict:
             elif now_hash != row_hash:
                 problems.append(Problem(seq, f"row {table} pk {pk} (entry #{seq}) was edited"))
             expected_seq, prev = seq + 1, hash_
+    for table, pks in unchained.items():
+        first = ", ".join(pks[:5]) + (" ..." if len(pks) > 5 else "")
+        problems.append(
+            Problem(
+                None,
+                f"{len(pks)} row(s) of {table} are not in the chain (pk {first}): "
+                "inserted with the trigger disabled, or their entries were cut",
+            )
+        )
     return Verdict(
         entries=entries,
         tables=len(tables),

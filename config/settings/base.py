@@ -196,6 +196,8 @@ CELERY_BEAT_SCHEDULE = {
     # Billing: accrue, crystallise and settle what is due; deposits and withdrawals.
     "billing-run": {"task": "billing.run", "schedule": 600.0},
     "billing-scan-cash": {"task": "billing.scan_cash", "schedule": 60.0},
+    # Audit: the hash chain over history and staff actions, checked daily (audit/chain.py).
+    "audit-verify-chain": {"task": "audit.verify_chain", "schedule": 24 * 3600.0},
 }
 
 # Listeners: shards per broker server, and how long one listener task runs before it
@@ -455,5 +457,7 @@ AXES_LOCKOUT_PARAMETERS = "accounts.security.lockout_parameters"
 AXES_LOCKOUT_CALLABLE = "accounts.security.lockout_response"
 AXES_CLIENT_IP_CALLABLE = "accounts.security.client_ip"
 AXES_RESET_ON_SUCCESS = True
+# Failed attempts are kept with their form data: passwords are always masked, and so are these.
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "otp_token", "csrfmiddlewaretoken"]
 # Staff (superusers) see and clear lockouts in the admin; `manage.py axes_reset_username`.
 AXES_VERBOSE = False

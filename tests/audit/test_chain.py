@@ -199,3 +199,14 @@ def test_a_table_chained_late_adopts_its_rows_in_order(staff_actions):
         CopySubscription.history.values_list("history_id", flat=True)
     )
     broken("django_admin_log are not in the chain")  # its entries went with the truncate
+
+
+def test_the_daily_task_logs_a_broken_chain_as_critical(staff_actions, caplog):
+    from audit.tasks import verify_chain as daily
+
+    assert daily() == 0
+    log = staff_actions["log"]
+    sql("UPDATE django_admin_log SET change_message = 'nothing' WHERE id = %s", [log.pk])
+    assert daily() == 1
+    assert f"row django_admin_log pk {log.pk}" in caplog.text
+    assert [r.levelname for r in caplog.records if "broken" in r.message] == ["CRITICAL"]

@@ -6,26 +6,21 @@ import uuid
 
 import pytest
 from asgiref.sync import async_to_sync
+from axes.models import AccessAttempt
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
-from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.test import APIClient
 
 from accounts.security import StaffOtpWebsocketMiddleware
 from tests.api.support import assert_error
-from tests.factories import make_customer, make_staff
+from tests.factories import make_customer, make_staff, totp_code
 
 pytestmark = [pytest.mark.django_db, pytest.mark.otp_unverified]
 
 LOGIN = "/admin/login/?next=/admin/"
-
-
-def current_code(device: TOTPDevice) -> str:
-    totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
-    return str(totp.token()).zfill(device.digits)
 
 
 def enrol(user) -> tuple[TOTPDevice, str]:  # type: ignore[no-untyped-def]
@@ -56,14 +51,14 @@ def test_staff_with_a_password_alone_cannot_reach_the_admin(client, staff_passwo
 
 
 def wrong_code(device: TOTPDevice) -> str:
-    return "000000" if current_code(device) != "000000" else "111111"
+    return "000000" if totp_code(device) != "000000" else "111111"
 
 
 def test_totp_code_logs_staff_in(client, staff_password):
     user = make_staff(is_superuser=True)
     device, printed = enrol(user)
     assert printed.splitlines()[1].startswith("otpauth://totp/")
-    response = admin_login(client, user, staff_password, current_code(device))
+    response = admin_login(client, user, staff_password, totp_code(device))
     assert response.status_code == 302
     assert client.get("/admin/").status_code == 200
 
@@ -80,6 +75,14 @@ def test_staff_without_a_device_is_told_how_to_enrol(client, staff_password):
     user = make_staff(is_superuser=True)
     response = admin_login(client, user, staff_password, "123456")
     assert f"manage.py staff_totp {user.username}" in response.content.decode()
+
+
+def test_staff_totp_draws_a_qr_code_to_scan():
+    out = io.StringIO()
+    call_command("staff_totp", make_staff().username, stdout=out)
+    drawing = out.getvalue().splitlines()[2:]
+    assert len(drawing) > 20
+    assert all(line.strip() and set(line) <= set(" █▀▄") for line in drawing)
 
 
 def test_staff_totp_refuses_customers_and_keeps_an_existing_device():
@@ -101,9 +104,7 @@ def test_admin_login_locks_the_username_after_five_failures(client, staff_passwo
         assert admin_login(client, user, "wrong-password").status_code == 200
     assert admin_login(client, user, "wrong-password").status_code == 429  # the fifth locks
     # Locked: even the right password and code, from another address, are refused.
-    response = admin_login(
-        client, user, staff_password, current_code(device), REMOTE_ADDR="10.9.9.9"
-    )
+    response = admin_login(client, user, staff_password, totp_code(device), REMOTE_ADDR="10.9.9.9")
     assert response.status_code == 429
     assert "Too many failed logins" in response.content.decode()
     assert client.get("/admin/").status_code == 302
@@ -114,7 +115,12 @@ def test_wrong_codes_count_towards_the_lockout(client, staff_password):
     device, _ = enrol(user)
     for _ in range(settings.AXES_FAILURE_LIMIT):
         admin_login(client, user, staff_password, wrong_code(device))
-    assert admin_login(client, user, staff_password, current_code(device)).status_code == 429
+    assert admin_login(client, user, staff_password, totp_code(device)).status_code == 429
+    # The recorded attempts keep no password and no code.
+    kept = "".join(AccessAttempt.objects.values_list("post_data", flat=True))
+    assert "otp_token=****" in kept
+    assert staff_password not in kept
+    assert wrong_code(device) not in kept
 
 
 def test_api_login_locks_username_from_that_address_with_rate_limited(settings):

@@ -42,6 +42,11 @@ class Command(BaseCommand):
         self.stdout.write(f"Authenticator for {username}: scan the QR code or open this URL")
         self.stdout.write(url)
         if not options["no_qr"]:
+            import io
+
             import segno
 
-            segno.make(url, error="m").terminal(out=self.stdout, compact=True)
+            drawing = io.StringIO()
+            segno.make(url, error="m").terminal(out=drawing, compact=True)
+            # Written whole: the command's stdout would add a newline after every line.
+            self.stdout.write(drawing.getvalue(), ending="")
