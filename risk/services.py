@@ -41,7 +41,9 @@ def server_switch_set(*, server: Any, active: bool, reason: str, actor: Any) -> 
     # The row exists (off) before it is turned on, committed on its own: turning it on is
     # then an UPDATE, which waits for a claim holding it FOR SHARE (an INSERT would not).
     # bulk_create: no history row for this placeholder.
-    ServerSwitch.objects.bulk_create([ServerSwitch(broker_server=server)], ignore_conflicts=True)
+    ServerSwitch.objects.bulk_create(
+        [ServerSwitch(broker_server_id=server.pk)], ignore_conflicts=True
+    )
     with transaction.atomic():
         switch = ServerSwitch.objects.select_for_update().get(broker_server=server)
         return _switch_save(switch, active=active, reason=reason, actor=actor)
