@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from config.history import save_audited
@@ -40,10 +40,16 @@ def server_switch_set(*, server: Any, active: bool, reason: str, actor: Any) -> 
         raise ValueError("a reason is required to change a server switch")
     # The row exists (off) before it is turned on, committed on its own: turning it on is
     # then an UPDATE, which waits for a claim holding it FOR SHARE (an INSERT would not).
-    # bulk_create: no history row for this placeholder.
-    ServerSwitch.objects.bulk_create(
-        [ServerSwitch(broker_server_id=server.pk)], ignore_conflicts=True
-    )
+    if not ServerSwitch.objects.filter(broker_server_id=server.pk).exists():
+        try:
+            with transaction.atomic():
+                save_audited(
+                    ServerSwitch(broker_server_id=server.pk),
+                    actor=actor,
+                    reason="switch created (off)",
+                )
+        except IntegrityError:
+            pass  # created meanwhile by another call: the unique row is there
     with transaction.atomic():
         switch = ServerSwitch.objects.select_for_update().get(broker_server=server)
         return _switch_save(switch, active=active, reason=reason, actor=actor)
