@@ -25,7 +25,6 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db.models import Model, OuterRef, Q, Subquery
 from django.http import (
-    Http404,
     HttpRequest,
     HttpResponse,
     HttpResponseRedirect,
@@ -712,8 +711,15 @@ def lineage_of_order(order: FollowerOrder) -> Lineage:
             .select_related("actor")
             .order_by("id")
         ),
-        fees=[],  # billing has no models yet: the page keeps the place for them
+        fees=_fees(inst.subscription_id),
     )
+
+
+def _fees(subscription_id: int) -> list[Any]:
+    """Step 6: the fees of the trade's subscription (billing)."""
+    from billing.staff_views import fees_of_subscription
+
+    return fees_of_subscription(subscription_id)
 
 
 def _order_for_link(link: TradeLink) -> FollowerOrder | None:
@@ -741,7 +747,7 @@ def lineage_link(request: HttpRequest, link_id: int) -> HttpResponse:
     link = get_object_or_404(TradeLink, pk=link_id)
     order = _order_for_link(link)
     if order is None:
-        lineage = Lineage(None, None, None, link, [], [], [], [], [])
+        lineage = Lineage(None, None, None, link, [], [], [], [], _fees(link.subscription_id))
         first = (
             CopyInstruction.objects.filter(trade_link=link)
             .select_related("master_event")
@@ -755,10 +761,11 @@ def lineage_link(request: HttpRequest, link_id: int) -> HttpResponse:
     return _lineage_page(request, lineage, f"Lineage of trade link {link.id}")
 
 
-@staff_page(LINEAGE_PERMISSION)
 def lineage_fee(request: HttpRequest, fee_id: int) -> HttpResponse:
-    """Fee accruals come with billing; until then there is nothing to trace."""
-    raise Http404("No fee accruals exist yet (billing has no models).")
+    """The lineage of one fee accrual: billing's page (its own permission check)."""
+    from billing.staff_views import fee_lineage
+
+    return fee_lineage(request, fee_id)
 
 
 def _lineage_page(request: HttpRequest, lineage: Lineage, title: str) -> HttpResponse:
