@@ -935,11 +935,19 @@ def _decision_dict(value: d.CopyDecision) -> dict[str, Any]:
 
 
 def fanout_subscription_event(
-    event: MasterEvent, subscription: CopySubscription, *, existing: bool
+    event: MasterEvent,
+    subscription: CopySubscription,
+    *,
+    existing: bool,
+    quotes: dict[tuple[int, str], Any] | None = None,
 ) -> dict[int, list[int]]:
-    """One event for one subscription only (copying existing positions on subscribe)."""
+    """One event for one subscription only (copying existing positions on subscribe);
+    `quotes` as `prefetch_quotes` gives them, read before the caller's transaction."""
     ready, _claimed = _fanout_event(
-        EventRow.from_model(event), [SubRow.from_model(subscription)], existing=existing
+        EventRow.from_model(event),
+        [SubRow.from_model(subscription)],
+        existing=existing,
+        quotes=quotes,
     )
     return ready
 
