@@ -124,3 +124,38 @@ def test_compliance_reverses_an_unsettled_accrual_with_a_reason(client, staff_pa
     fee.refresh_from_db()
     assert fee.status == FeeAccrualStatus.REVERSED
     assert fee.reversal.reason == "waived by the broker"
+
+
+def test_billing_lists_do_not_grow_queries_with_rows(client, staff_password, desk):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    pages = [
+        "/admin/billing/feeaccrual/",
+        "/admin/billing/settlement/",
+        "/admin/billing/balanceop/",
+        "/admin/billing/ledgerleg/",
+        "/admin/billing/feeschedule/",
+        "/admin/billing/subscriptionfeestate/",
+    ]
+    master = desk.master(subscription_amount=5, broker_share_pct=10)
+
+    def grow(n):
+        for _ in range(n):
+            desk.follower(master)
+        desk.run(datetime.now(UTC))
+        desk.run(month_end(datetime.now(UTC)))
+
+    def queries():
+        counts = {}
+        for page in pages:
+            with CaptureQueriesContext(connection) as captured:
+                assert client.get(page).status_code == 200, page
+            counts[page] = len(captured)
+        return counts
+
+    _sign_in(client, staff_password, "Operations")
+    grow(1)
+    small = queries()
+    grow(4)
+    assert queries() == small
