@@ -197,3 +197,20 @@ def test_a_subscription_keeps_its_version_until_operations_move_it(desk):
         2,
         D("30"),
     )
+
+
+def test_debt_left_at_unsubscribe_is_collected_from_the_next_deposit(desk):
+    master = desk.master(subscription_amount=500)
+    sub = desk.follower(master, balance=300)
+    follower = sub.follower_account
+    desk.run(datetime.now(UTC))
+    subscription_delete(subscription=sub, actor=None)
+    billing_unsubscribe(subscription_id=sub.pk, venue=desk.venue)
+    settlement = Settlement.objects.get(subscription=sub, reason="unsubscribe")
+    assert (settlement.collected, desk.balance(follower)) == (D("300"), D("0"))
+    assert FeeDebt.objects.get(subscription=sub).remaining == D("200")
+    desk.balance_op(follower, "250")
+    billing_scan_cash(venue=desk.venue)
+    assert FeeDebt.objects.get(subscription=sub).remaining == D("0")
+    assert desk.balance(follower) == D("50")
+    assert Settlement.objects.get(subscription=sub, reason="deposit").status == "settled"
