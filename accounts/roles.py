@@ -13,7 +13,7 @@ COMPLIANCE = "Compliance"
 SUPPORT = "Support"
 ROLES = (OPERATIONS, COMPLIANCE, SUPPORT)
 
-PROJECT_APPS = ("accounts", "brokers", "copytrading", "risk", "billing")
+PROJECT_APPS = ("accounts", "brokers", "copytrading", "risk", "billing", "audit")
 
 # Models whose rows are money or evidence: nobody deletes them from the admin.
 NO_DELETE_MODELS = {"customer", "tradingaccount"}
@@ -22,6 +22,7 @@ NO_DELETE_MODELS = {"customer", "tradingaccount"}
 READ_ONLY_MODELS = {
     "riskstop",
     "monitorstate",
+    "auditchainentry",
     # Billing: money and evidence, written by billing.services only.
     "feeaccrual",
     "feereversal",
@@ -46,6 +47,8 @@ SUPPORT_VIEW_MODELS = {
     "masterlimits",
     "monitorstate",
     "riskstop",
+    # ...and whether a broker server's switch stops openings (why a trade was not copied).
+    "serverswitch",
     # Billing: what a customer is charged and owes, and under which schedule.
     "feeschedule",
     "feeaccrual",

@@ -24,6 +24,8 @@ from typing import Any
 import psycopg
 from django.db import connection, models
 
+from config.history import refuse_history_bypass
+
 # Column types whose psycopg binary dumper beats the text one; anything else goes as text.
 _BINARY_PREFIXES = ("bigint", "integer", "smallint", "boolean", "varchar", "text", "timestamp")
 
@@ -42,6 +44,19 @@ def _prepare_threshold() -> int | None:
     return getattr(settings, "HOT_PATH_PREPARE_THRESHOLD", 5)
 
 
+class _Cursor(psycopg.Cursor):
+    """A psycopg cursor whose errors go through Django's wrapper, as its own cursors' do.
+
+    So they arrive as django.db errors, and a connection that broke under it (a database
+    restart, pg_terminate_backend) is marked: Django's close_old_connections (before each
+    Celery task, each listener step) then drops it instead of handing the dead connection
+    to every later task of the process."""
+
+    def execute(self, *args: Any, **kwargs: Any) -> "_Cursor":
+        with connection.wrap_database_errors:
+            return super().execute(*args, **kwargs)
+
+
 def cursor() -> psycopg.Cursor:
     """A server-binding psycopg cursor on Django's connection, in its current transaction."""
     connection.ensure_connection()
@@ -49,7 +64,7 @@ def cursor() -> psycopg.Cursor:
     if getattr(conn, "_hot_path_prepare", _UNSET) is _UNSET:
         conn.prepare_threshold = _prepare_threshold()
         conn._hot_path_prepare = True
-    return psycopg.Cursor(conn)
+    return _Cursor(conn)
 
 
 def _placeholder(db_type: str) -> str:
@@ -161,7 +176,8 @@ def insert_sql(
     returning: Sequence[str] = ("id",),
 ) -> tuple[str, list[Any]]:
     """The INSERT statement of insert_rows_returning and its params, for a caller that
-    runs it inside a larger statement (a CTE)."""
+    runs it inside a larger statement (a CTE). Refuses a model that keeps history."""
+    refuse_history_bypass(model, columns, "insert")
     fields = [model._meta.get_field(c) for c in columns]
     getters = [_item(f.attname) for f in fields]
     cols = _Columns(fields, getters, rows)
@@ -229,7 +245,9 @@ def update_sql(
     returning: Sequence[str] = (),
 ) -> tuple[str, list[Any]]:
     """The UPDATE ... FROM unnest(...) of `rows` (`get(attname)` reads a value of a row),
-    with an optional extra condition on the target row `t`, and its params."""
+    with an optional extra condition on the target row `t`, and its params. Refuses
+    columns that a model's history keeps (only untracked readings may be written here)."""
+    refuse_history_bypass(model, columns, "update")
     get = get or _attr
     fields = [model._meta.get_field(c) for c in columns]
     pk = model._meta.pk

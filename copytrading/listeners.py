@@ -14,6 +14,7 @@ stores the events the snapshot implies, marked synthetic.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -25,9 +26,10 @@ from datetime import datetime
 from decimal import Decimal
 
 from asgiref.sync import sync_to_async
-from django.db import close_old_connections
+from django.db import InterfaceError, OperationalError, close_old_connections
 from django.db.models import F
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from brokers.gateways.errors import GatewayError
 from brokers.gateways.types import (
@@ -351,28 +353,48 @@ class ShardListener:
         finally:
             keeper.cancel()
             await gateway.close()
-            await self._db(self._set_health, connected=False)
-            await self._db(self.lease.release)
+            # Give the shard back even if the database or Redis is what ended the run (the
+            # lease would otherwise block a new listener for its whole TTL).
+            with contextlib.suppress(OperationalError, InterfaceError, RedisError):
+                await self._db(self._set_health, connected=False)
+            with contextlib.suppress(RedisError):
+                await self._db(self.lease.release)
 
     async def _keep_lease(self) -> None:
-        """Renews the lease, beats the heartbeat and refreshes the master accounts."""
+        """Renews the lease, beats the heartbeat and refreshes the master accounts.
+
+        Survives transient errors (Redis restarting, a database connection terminated): it
+        logs and tries again at the next beat. Only a renewal that answers "not yours" stops
+        the listener; a keeper that died silently would let the lease expire under a
+        listener still streaming, and the supervisor would start a second one."""
         while True:
             await asyncio.sleep(HEARTBEAT_SECONDS)
-            if not await self._db(self.lease.renew):
+            try:
+                held = await self._db(self.lease.renew)
+            except Exception as exc:  # noqa: BLE001 - transient: keep beating
+                logger.warning("listener %s: lease renewal failed: %s", self.shard.key, exc)
+                continue
+            if not held:
                 logger.warning("listener %s lost its lease; stopping", self.shard.key)
                 self._lost = True
                 self.stop.set()
                 return
-            accounts = await self._db(shard_master_accounts, self.shard)
-            monitored = await self._db(_monitored_logins, self.shard.broker_server_id)
-            before = self._stream_logins()
-            self.accounts, self.monitored = accounts, monitored
-            if self.shard.shard_count > 1 and self._stream_logins() != before:
-                # This shard's stream names its accounts: a new or removed master (or
-                # monitored follower) needs a new connection (it resumes from the last
-                # sequence, so nothing is lost).
-                self._resubscribe = True
-            await self._db(self._set_health, heartbeat_at=timezone.now(), worker=self.worker)
+            try:
+                await self._refresh()
+            except Exception as exc:  # noqa: BLE001 - transient: keep beating
+                logger.warning("listener %s: heartbeat failed: %s", self.shard.key, exc)
+
+    async def _refresh(self) -> None:
+        accounts = await self._db(shard_master_accounts, self.shard)
+        monitored = await self._db(_monitored_logins, self.shard.broker_server_id)
+        before = self._stream_logins()
+        self.accounts, self.monitored = accounts, monitored
+        if self.shard.shard_count > 1 and self._stream_logins() != before:
+            # This shard's stream names its accounts: a new or removed master (or
+            # monitored follower) needs a new connection (it resumes from the last
+            # sequence, so nothing is lost).
+            self._resubscribe = True
+        await self._db(self._set_health, heartbeat_at=timezone.now(), worker=self.worker)
 
     def _should_stop(self, started: float) -> bool:
         if self.stop.is_set():
@@ -387,8 +409,18 @@ class ShardListener:
             try:
                 await self._stream_once(gateway, started, resume=not first)
                 backoff = BACKOFF_START
-            except (TimeoutError, GatewayError, OSError) as exc:
-                await self._db(self._set_health, connected=False, last_error=str(exc)[:500])
+            except (
+                TimeoutError,
+                GatewayError,
+                OSError,
+                OperationalError,
+                InterfaceError,
+                RedisError,
+            ) as exc:
+                # A database or Redis error (a restart, a terminated connection) is handled
+                # like a dropped stream: reconnect and resume from the last stored sequence.
+                with contextlib.suppress(OperationalError, InterfaceError):
+                    await self._db(self._set_health, connected=False, last_error=str(exc)[:500])
                 logger.info("listener %s disconnected: %s", self.shard.key, exc)
             if self._should_stop(started):
                 break

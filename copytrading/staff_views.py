@@ -67,6 +67,8 @@ REMEDY_PERMISSION = "copytrading.change_copysubscription"
 LINEAGE_PERMISSION = "copytrading.view_followerorder"
 KILL_SWITCH_VIEW_PERMISSION = "risk.view_killswitch"
 KILL_SWITCH_CHANGE_PERMISSION = "risk.change_killswitch"
+SERVER_SWITCH_VIEW_PERMISSION = "risk.view_serverswitch"
+SERVER_SWITCH_CHANGE_PERMISSION = "risk.change_serverswitch"
 
 LIVE_SNAPSHOT_LIMIT = 500
 
@@ -576,6 +578,62 @@ def kill_switch(request: HttpRequest) -> HttpResponse:
     )
 
 
+@staff_page(SERVER_SWITCH_VIEW_PERMISSION)
+def server_switches(request: HttpRequest) -> HttpResponse:
+    """The switch of every broker server: its state, a toggle with a reason, its history."""
+    from brokers.models import BrokerServer
+    from risk.models import ServerSwitch
+
+    switches = {s.broker_server_id: s for s in ServerSwitch.objects.select_related("changed_by")}
+    servers = [
+        (server, switches.get(server.pk)) for server in BrokerServer.objects.order_by("name")
+    ]
+    history = []
+    if request.user.has_perm("risk.view_historicalserverswitch"):
+        history = list(
+            ServerSwitch.history.select_related("history_user", "broker_server").order_by(
+                "-history_id"
+            )[:30]
+        )
+    return render(
+        request,
+        "admin/risk/serverswitch/switches.html",
+        {
+            "servers": servers,
+            "can_change": request.user.has_perm(SERVER_SWITCH_CHANGE_PERMISSION),
+            "history": history,
+        },
+        title="Server switches",
+    )
+
+
+@staff_page(SERVER_SWITCH_CHANGE_PERMISSION)
+def server_switch_toggle(request: HttpRequest, server_id: int) -> HttpResponse:
+    """Turns one server's switch on (`active` 1) or off, with a reason; back to the page."""
+    from brokers.models import BrokerServer
+    from risk.services import server_switch_set
+
+    back = HttpResponseRedirect(reverse("staff:server-switches"))
+    server = get_object_or_404(BrokerServer, pk=server_id)
+    form = ReasonForm(request.POST or None)
+    if request.method != "POST":
+        return back
+    if not form.is_valid():
+        messages.error(request, "A reason is required to change a server switch.")
+        return back
+    active = request.POST.get("active") == "1"
+    server_switch_set(
+        server=server, active=active, reason=form.cleaned_data["reason"], actor=request.user
+    )
+    messages.warning(
+        request,
+        f"{server}: switch ON, no new opening order for its followers or from its masters."
+        if active
+        else f"{server}: switch off, copying opens positions again.",
+    )
+    return back
+
+
 # -- lineage ----------------------------------------------------------------------------
 
 
@@ -599,6 +657,15 @@ class Lineage:
             return {}
         shared = (self.event.decision_context or {}) if self.event else {}
         return {**shared, **self.instruction.inputs}
+
+    @property
+    def checks(self) -> str:
+        """The pre-trade check results of the instruction's decision, as the admin shows them."""
+        from .admin import checks_html
+
+        if self.instruction is None:
+            return ""
+        return checks_html((self.instruction.decision or {}).get("checks") or [])
 
     @property
     def raw_json(self) -> str:
@@ -930,6 +997,8 @@ urlpatterns = [
     path("drift/", drift, name="drift"),
     path("drift/<int:account_id>/", drift_account, name="drift-account"),
     path("kill-switch/", kill_switch, name="kill-switch"),
+    path("server-switches/", server_switches, name="server-switches"),
+    path("server-switches/<int:server_id>/", server_switch_toggle, name="server-switch-toggle"),
     path("lineage/order/<int:order_id>/", lineage_order, name="lineage-order"),
     path("lineage/link/<int:link_id>/", lineage_link, name="lineage-link"),
     path("lineage/fee/<int:fee_id>/", lineage_fee, name="lineage-fee"),

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from config.history import save_audited
 
-from .models import KillSwitch
+from .models import KillSwitch, ServerSwitch
 
 
 @transaction.atomic
@@ -18,9 +18,28 @@ def kill_switch_set(*, active: bool, reason: str, actor: Any) -> KillSwitch:
     if not reason.strip():
         raise ValueError("a reason is required to change the kill switch")
     switch, _ = KillSwitch.objects.select_for_update().get_or_create(pk=1)
+    return _switch_save(switch, active=active, reason=reason, actor=actor)
+
+
+def _switch_save(switch: Any, *, active: bool, reason: str, actor: Any) -> Any:
+    """Sets a switch's state with who, when and why; its history row keeps the reason."""
     switch.active = active
     switch.reason = reason
     switch.changed_by = actor if getattr(actor, "is_authenticated", False) else None
     switch.changed_at = timezone.now()
     save_audited(switch, actor=actor, reason=reason)
     return switch
+
+
+@transaction.atomic
+def server_switch_set(*, server: Any, active: bool, reason: str, actor: Any) -> ServerSwitch:
+    """Turns the switch of one broker server on or off. Guards: a reason is required; from
+    the moment this commits no new opening order is claimed for a follower on that server
+    nor copied from a master on it (the engine reads the switch FOR SHARE with the
+    subscriptions); closes always go through. Every change is kept in history."""
+    if not reason.strip():
+        raise ValueError("a reason is required to change a server switch")
+    switch = ServerSwitch.objects.select_for_update().filter(broker_server=server).first()
+    if switch is None:
+        switch = ServerSwitch(broker_server=server)
+    return _switch_save(switch, active=active, reason=reason, actor=actor)

@@ -139,3 +139,18 @@ def celery_worker(
     ]
     with managed(name, args, ready=" ready.", env=process_env(**env)) as proc:
         yield proc
+
+
+@contextmanager
+def celery_beat(**env: str) -> Iterator[ManagedProcess]:
+    """A real Celery beat on the test Redis, with a schedule file of its own."""
+    name = f"beat-{uuid.uuid4().hex[:6]}"
+    schedule = Path(tempfile.gettempdir()) / f"ct-{name}-schedule"
+    args = [sys.executable, "-m", "celery", "-A", "config", "beat", "-s", str(schedule)]
+    args += ["-l", "INFO"]
+    try:
+        with managed(name, args, ready="beat: Starting", env=process_env(**env)) as proc:
+            yield proc
+    finally:
+        for leftover in schedule.parent.glob(schedule.name + "*"):
+            leftover.unlink(missing_ok=True)

@@ -6,6 +6,7 @@ seconds (a process that died between commit and enqueue), so no committed event 
 ever left uncopied.
 """
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -13,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Count, Max
 from django.utils import timezone
 
 from brokers.gateways.types import (
@@ -29,6 +31,8 @@ from config.db import relax_commit
 from ..choices import MasterEventFanoutState, MasterEventType
 from ..models import MasterEvent
 
+logger = logging.getLogger(__name__)
+
 TRADE_EVENT_TYPES = {t.value for t in MasterEventType}
 # A pending event older than this has lost its enqueue; the sweeper enqueues it again.
 OUTBOX_GRACE = timedelta(seconds=3)
@@ -36,10 +40,16 @@ OUTBOX_BACKLOG_GRACE = timedelta(seconds=60)
 
 
 def _enqueue_fanout(event_ids: list[int]) -> None:
+    """Queues the fan-out of stored events. A broker that does not answer (Redis restarting)
+    loses nothing: the events stay pending and `master_events_sweep` queues them again, so
+    the caller (the listener) goes on storing events."""
     from ..tasks import fanout_events
 
-    for start in range(0, len(event_ids), 100):
-        fanout_events.delay(event_ids[start : start + 100])
+    try:
+        for start in range(0, len(event_ids), 100):
+            fanout_events.delay(event_ids[start : start + 100])
+    except Exception as exc:  # noqa: BLE001 - any broker failure: the outbox sweeper covers it
+        logger.warning("fan-out of events %s..%s not queued: %s", event_ids[0], event_ids[-1], exc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,21 +277,32 @@ def _json(value: Any) -> Any:
 
 
 def master_events_sweep(*, now: datetime | None = None) -> int:
-    """Enqueues fan-out again for pending events older than the grace period; returns how many."""
+    """Enqueues fan-out again for pending events older than the grace period; returns how
+    many events were found.
+
+    One task per master account, naming its newest pending event: a fan-out task handles
+    every earlier pending event of that master first (in order, under the master's lock),
+    so one task drains a master's whole backlog. A task per event (or per hundred) would
+    only queue tasks that wait on that lock and then find nothing to do."""
     from config.redis import get_redis
+
+    from ..tasks import fanout_events
 
     # While the fan-out queue has a backlog, a pending event may simply be waiting its
     # turn: re-enqueue only the ones that waited far longer, or the backlog would grow.
     backlog = get_redis().llen("fanout")
     grace = OUTBOX_GRACE if backlog == 0 else OUTBOX_BACKLOG_GRACE
     cutoff = (now or timezone.now()) - grace
-    ids = list(
+    per_master = (
         MasterEvent.objects.filter(
             fanout_state=MasterEventFanoutState.PENDING, stored_at__lt=cutoff
         )
-        .order_by("id")
-        .values_list("id", flat=True)[:5000]
+        .values("account_id")
+        .annotate(newest=Max("id"), n=Count("id"))
+        .order_by("account_id")
     )
-    if ids:
-        _enqueue_fanout(ids)
-    return len(ids)
+    found = 0
+    for row in per_master:
+        fanout_events.delay([row["newest"]])
+        found += row["n"]
+    return found

@@ -41,11 +41,12 @@ from ..choices import (
     CopyInstructionStatus,
     CopySubscriptionCopyMode,
     CopySubscriptionStatus,
+    MasterEventFanoutState,
     SubscriptionSyncStatus,
     TradeLinkStatus,
 )
 from ..listeners import open_positions_from_events
-from ..models import CopyInstruction, CopySubscription, TradeLink
+from ..models import CopyInstruction, CopySubscription, MasterEvent, TradeLink
 from .fanout import INSTRUCTION_COLUMNS
 
 REPAIR_RULE_VERSION = "repair-1"
@@ -55,6 +56,7 @@ _OPEN_WORK = [
     CopyInstructionStatus.READY,
     CopyInstructionStatus.IN_FLIGHT,
     CopyInstructionStatus.WAITING,
+    CopyInstructionStatus.MARKET,  # an open waiting for its market: its link is busy
 ]
 
 
@@ -141,13 +143,21 @@ def _promote_filled_pending(*, account: TradingAccount, live: dict[str, Position
 
 
 def reconcile_account(
-    *, account: TradingAccount, positions: list[Position]
+    *, account: TradingAccount, positions: list[Position], fetched_at: Any = None
 ) -> tuple[dict[int, list[int]], dict[int, tuple[str, Decimal]]]:
     """Compares one follower account with the venue; stores repairs and sync status.
+
+    `positions` is the venue's answer fetched at `fetched_at` (default: now). A link that
+    changed after that moment (a copy filled or closed while the snapshot was on its way)
+    is judged next time: against an older snapshot, a copy that has just filled looks
+    closed behind our back and would be re-opened (a second position), and one that has
+    just closed looks orphaned. Nor is a copy whose master position has closed an orphan
+    while that master's events are still being fanned out: the copy's close is on its way.
 
     Returns (ready repair ids by server, {subscription id: (sync status, drift)}).
     """
     now = timezone.now()
+    fetched_at = fetched_at or now
     live = {p.position_id: p for p in positions}
     subs = list(
         CopySubscription.objects.filter(follower_account=account).select_related(
@@ -177,6 +187,14 @@ def reconcile_account(
     drift: dict[int, Decimal] = defaultdict(Decimal)
     trouble: set[int] = set()
     linked_positions = {link.follower_position_id for link in links if link.follower_position_id}
+    # Links that moved after the snapshot was fetched: it cannot judge them.
+    busy |= {link.id for link in links if link.updated_at and link.updated_at >= fetched_at}
+    # Masters whose events are still being fanned out: a close of theirs may be on its way.
+    unsettled_masters = set(
+        MasterEvent.objects.filter(account_id__in={link.master_account_id for link in links})
+        .exclude(fanout_state=MasterEventFanoutState.DONE)
+        .values_list("account_id", flat=True)
+    )
     stopped_out = _stopped_out(account, links, live, busy)
     for link in links:
         if link.status != TradeLinkStatus.OPEN or link.id in busy:
@@ -192,6 +210,8 @@ def reconcile_account(
         held = live.get(link.follower_position_id)
         n = repairs_so_far[link.id]
         if held is not None and not master_still_open:
+            if link.master_account_id in unsettled_masters:
+                continue  # the master's close is being copied: no orphan yet
             decision = d.CopyDecision(
                 rule_version=REPAIR_RULE_VERSION,
                 action=d.CopyAction.CLOSE,
@@ -259,15 +279,23 @@ def reconcile_account(
         if pid not in linked_positions and (p.client_order_id or "").startswith(OUR_PREFIXES)
     }
     if ours:
-        for coid, link_id, link_status, sub_id in CopyInstruction.objects.filter(
+        for coid, link_id, link_status, link_updated, sub_id in CopyInstruction.objects.filter(
             follower_account=account, client_order_id__in=list(ours)
-        ).values_list("client_order_id", "trade_link_id", "trade_link__status", "subscription_id"):
+        ).values_list(
+            "client_order_id",
+            "trade_link_id",
+            "trade_link__status",
+            "trade_link__updated_at",
+            "subscription_id",
+        ):
             if link_status in (
                 TradeLinkStatus.OPEN,
                 TradeLinkStatus.OPENING,
                 TradeLinkStatus.PENDING,
             ):
                 continue
+            if link_updated is not None and link_updated >= fetched_at:
+                continue  # closed after the snapshot: the position is gone by now
             p = ours[coid]
             sub = subs_by_id.get(sub_id) or CopySubscription.all_objects.get(pk=sub_id)
             decision = d.CopyDecision(
@@ -411,12 +439,13 @@ def followers_reconcile(*, account_ids: list[int] | None = None) -> dict[int, tu
     for server_id, server_accounts in by_server.items():
         server = BrokerServer.objects.get(pk=server_id)
         gateway = sync_gateway_for(server)
+        fetched_at = timezone.now()  # before asking: whatever changes after is judged later
         positions = gateway.run(_positions_of(gateway.gateway, [a.login for a in server_accounts]))
         for account in server_accounts:
             if positions.get(account.login) is None:
                 continue  # the venue did not answer for it: judge it next time
             repairs, sub_statuses = reconcile_account(
-                account=account, positions=positions[account.login]
+                account=account, positions=positions[account.login], fetched_at=fetched_at
             )
             statuses.update(sub_statuses)
             for sid, ids in repairs.items():

@@ -60,6 +60,7 @@ STAFF_PAGES = {
     "/admin/ops/health/": {"Operations", "Compliance"},
     "/admin/ops/drift/": {"Operations", "Compliance"},
     "/admin/ops/kill-switch/": {"Operations", "Compliance"},
+    "/admin/ops/server-switches/": set(ROLES),  # Support reads why openings stopped
     "/admin/ops/history/": set(ROLES),  # Support: the history of its own models only
 }
 
@@ -113,6 +114,9 @@ def _actions(trade):
         ("post", f"/admin/copytrading/tradelink/{link.pk}/force-close/"): {"Operations"},
         ("post", f"/admin/ops/drift/{sub.follower_account_id}/"): {"Operations"},
         ("post", "/admin/ops/kill-switch/"): {"Operations"},
+        ("post", f"/admin/ops/server-switches/{sub.follower_account.broker_server_id}/"): {
+            "Operations"
+        },
     }
 
 

@@ -1,5 +1,6 @@
 """Recording master events: once per venue event, masters only, an outbox the sweeper drains."""
 
+import json
 import time
 from datetime import timedelta
 
@@ -161,3 +162,25 @@ def test_snapshot_diff_finds_what_happened_while_away(shard_and_master):
     assert partial.fields["volume"] == Decimal("0.06")
     again = snapshot_diff(account_id=master.account_id, recorded=recorded, positions=live, now=now)
     assert [e.venue_event_id for e in again] == [e.venue_event_id for e in events]
+
+
+def test_sweeper_queues_one_task_per_master_for_its_whole_backlog(shard_and_master):
+    shard, master = shard_and_master
+    other = make_master(account=make_account(server=master.account.broker_server))
+    logins = {master.account.login: master.account_id, other.account.login: other.account_id}
+    events = [opened(s, master.account.login, s) for s in range(1, 251)]
+    events += [opened(s, other.account.login, s) for s in range(251, 261)]
+    master_events_record(
+        shard=shard, events=events, accounts_by_login=logins, received_at=timezone.now()
+    )
+    redis = get_redis()
+    redis.delete("fanout")
+    MasterEvent.objects.update(stored_at=timezone.now() - timedelta(seconds=10))
+    assert master_events_sweep() == 260
+    assert redis.llen("fanout") == 2  # one per master, not one per event (or per 100)
+    ids = [MasterEvent.objects.filter(account_id=a).latest("id").id for a in logins.values()]
+    queued = [json.loads(m)["headers"]["argsrepr"] for m in redis.lrange("fanout", 0, -1)]
+    assert sorted(queued) == sorted(f"([{i}],)" for i in ids)  # each master's newest event
+    assert fanout_events(event_ids=[ids[0]]) == 250  # the master's whole backlog, in order
+    assert fanout_events(event_ids=[ids[1]]) == 10
+    assert not MasterEvent.objects.exclude(fanout_state="done").exists()

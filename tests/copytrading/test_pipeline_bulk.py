@@ -144,3 +144,27 @@ def test_run_together_applies_every_statement(account):
         ("b1", "done", None),
         ("b2", "pending", None),
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_terminated_under_a_hot_path_cursor_is_dropped_before_the_next_task():
+    """pg_terminate_backend (a database restart, a failover) under the raw cursor: the error
+    is Django's, and close_old_connections (run before every task) replaces the dead
+    connection instead of handing it to every later task of the worker."""
+    import psycopg
+    from django.db import OperationalError, close_old_connections, connection
+
+    from config.bulk import cursor
+
+    with cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        (pid,) = cur.fetchone()
+    dsn = psycopg.conninfo.make_conninfo(connection.connection.info.dsn, dbname="postgres")
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+    with pytest.raises(OperationalError), cursor() as cur:
+        cur.execute("SELECT 1")
+    close_old_connections()  # what task_prerun does before the next task
+    with cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        assert cur.fetchone()[0] != pid

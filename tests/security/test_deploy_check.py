@@ -1,0 +1,43 @@
+"""`manage.py check --deploy` is clean with the production settings (HSTS, secure cookies,
+HTTPS redirect, real secrets), and the check notices when one of them is taken away."""
+
+import secrets
+import subprocess
+
+import pytest
+from cryptography.fernet import Fernet
+
+from tests.accounts.test_settings_failures import run_manage
+
+
+def deploy_check(**env: str) -> subprocess.CompletedProcess:
+    return run_manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        DJANGO_SETTINGS_MODULE="config.settings.production",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        CREDENTIALS_KEYS=Fernet.generate_key().decode(),
+        ALLOWED_HOSTS="backoffice.example.com",
+        **env,
+    )
+
+
+def test_production_settings_pass_the_deploy_check():
+    result = deploy_check()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("env", "warning"),
+    [
+        ({"SECURE_HSTS_SECONDS": "0"}, "security.W004"),
+        ({"SECURE_SSL_REDIRECT": "false"}, "security.W008"),
+    ],
+)
+def test_deploy_check_fails_without_hsts_or_https_redirect(env, warning):
+    result = deploy_check(**env)
+    assert result.returncode != 0
+    assert warning in result.stdout + result.stderr
