@@ -31,4 +31,8 @@ def billing_unsubscribe(subscription_id: int) -> int:
 @shared_task(name="billing.settle")
 def billing_settle(settlement_id: int) -> str:
     """Moves one settlement (a refund, say) as far as the venue allows now."""
+    from .models import Settlement
+
+    if not Settlement.objects.filter(pk=settlement_id).exists():
+        return "gone"
     return services.settlement_execute(settlement_id=settlement_id, venue=GatewayVenue())

@@ -146,6 +146,7 @@ def _collectable(s: Settlement, venue: Venue) -> Decimal:
 
 
 def _new_follower_op(s: Settlement, attempt: int, amount: Decimal) -> None:
+    master = s.subscription.master_account.login if s.subscription_id else "?"
     BalanceOp.objects.create(
         settlement=s,
         role=BalanceOpRole.FOLLOWER,
@@ -153,7 +154,7 @@ def _new_follower_op(s: Settlement, attempt: int, amount: Decimal) -> None:
         trading_account_id=s.follower_account_id,
         amount=-amount,
         currency=s.currency,
-        comment=f"Copy-trading fees, settlement {s.pk}",
+        comment=f"Copy-trading fees to master #{master}, settlement {s.pk}",
         client_op_id=op_id(s, attempt, BalanceOpRole.FOLLOWER),
     )
 

@@ -147,6 +147,11 @@ def test_unpaid_fees_become_debt_collected_from_the_next_deposit(desk):
     assert f"#{master.account.login}" in debt.comment
     assert f"settlement {first.pk}" in debt.comment
     assert BalanceOp.objects.get(settlement=first, role="master").amount == D("240.00")
+    debit = BalanceOp.objects.get(settlement=first, role="follower")
+    assert (
+        debit.comment
+        == f"Copy-trading fees to master #{master.account.login}, settlement {first.pk}"
+    )
     desk.balance_op(follower, "1000")
     billing_scan_cash(venue=desk.venue)
     debt.refresh_from_db()
