@@ -85,6 +85,28 @@ def test_a_bad_statement_query_says_what_to_fix(client, staff_password, settled)
     body = page.content.decode()
     assert "Write the month as YYYY-MM" in body
     assert "No trading account has login 1" in body
+    page = client.get("/admin/ops/billing/statements/", {"party": "master", "login": 1})
+    assert "Give a month (YYYY-MM), or both a start and an end day." in page.content.decode()
+
+
+def test_a_statement_for_any_period_in_days(client, staff_password, settled):
+    desk, master, sub, (follower_before, _) = settled
+    _sign_in(client, staff_password, "Compliance")
+    today = datetime.now(UTC).date()
+    query = {
+        "party": "follower",
+        "login": sub.follower_account.login,
+        "start": str(today),
+        "end": str(today + timedelta(days=1)),
+        "format": "csv",
+    }
+    response = client.get("/admin/ops/billing/statements/", query)
+    assert response["Content-Disposition"].endswith(
+        f'{today:%Y%m%d}-{today + timedelta(days=1):%Y%m%d}.csv"'
+    )
+    rows = list(csv.reader(io.StringIO(response.content.decode())))
+    totals = {r[2]: D(r[7]) for r in rows if r[0] == "total"}
+    assert totals["moved"] == desk.balance(sub.follower_account) - follower_before
 
 
 @pytest.mark.parametrize("role", ROLES)
