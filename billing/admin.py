@@ -13,7 +13,7 @@ from simple_history.admin import SimpleHistoryAdmin
 from unfold.admin import ModelAdmin, TabularInline
 from unfold.decorators import action
 
-from copytrading.admin import StaffActionsMixin
+from copytrading.admin import ReadOnlyAdmin, StaffActionsMixin
 
 from . import services
 from .models import (
@@ -35,17 +35,30 @@ from .models import (
 REVERSE_PERMISSION = "billing.reverse_feeaccrual"
 
 
-class ReadOnlyAdmin(ModelAdmin):
-    """Rows written by the billing services only: staff read them."""
+class ReadOnlyInline(TabularInline):
+    """Rows of a settlement or posting, shown on its page: never added or edited there."""
+
+    extra = 0
+    can_delete = False
+
+    def get_readonly_fields(self, request: HttpRequest, obj: object = None) -> Any:
+        return self.fields
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
+BALANCE_OP_FIELDS = (
+    "client_op_id",
+    "role",
+    "trading_account",
+    "amount",
+    "status",
+    "tries",
+    "venue_deal_id",
+    "error",
+    "confirmed_at",
+)
 
 
 @admin.register(FeeCap)
@@ -66,19 +79,7 @@ class FeeScheduleAdmin(SimpleHistoryAdmin, ModelAdmin):
     """Adding a schedule for a master makes its next version (caps checked); existing
     versions are never edited, so the accruals that name them stay explained."""
 
-    list_display = (
-        "master",
-        "version",
-        "period",
-        "performance_pct",
-        "management_pct",
-        "subscription_amount",
-        "volume_per_lot",
-        "volume_per_million",
-        "broker_share_pct",
-        "ib_share_pct",
-        "created_at",
-    )
+    list_display = ("master", "version", *services.SCHEDULE_FIELDS[:-2], "created_at")
     list_select_related = ("master",)
     list_filter = ("period",)
     search_fields = ("master__strategy_name", "=master__account__login")
@@ -218,21 +219,16 @@ class FeeAccrualAdmin(StaffActionsMixin, ReadOnlyAdmin):
             title="Reverse fee accrual",
             verb="Reverse",
             danger=True,
-            note="Posts the accrual's ledger legs negated; a settled accrual is refunded "
-            "to the follower on the venue. The accrual itself is never edited.",
+            note="Posts the accrual's ledger legs negated and cancels its open fee debt; what "
+            "the follower paid of it is refunded on the venue (the master's and IB's shares "
+            "taken back). The accrual itself is never edited.",
             perform=perform,
         )
 
 
-class LedgerLegInline(TabularInline):
+class LedgerLegInline(ReadOnlyInline):
     model = LedgerLeg
-    extra = 0
-    can_delete = False
     fields = ("account", "amount", "currency")
-    readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 @admin.register(LedgerTransaction)
@@ -265,36 +261,14 @@ class FeeReversalAdmin(ReadOnlyAdmin):
     list_select_related = ("accrual", "actor")
 
 
-class SettlementLineInline(TabularInline):
+class SettlementLineInline(ReadOnlyInline):
     model = SettlementLine
-    extra = 0
-    can_delete = False
     fields = ("kind", "accrual", "debt", "due", "paid", "master_share", "broker_share", "ib_share")
-    readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
-class BalanceOpInline(TabularInline):
+class BalanceOpInline(ReadOnlyInline):
     model = BalanceOp
-    extra = 0
-    can_delete = False
-    fields = (
-        "client_op_id",
-        "role",
-        "trading_account",
-        "amount",
-        "status",
-        "tries",
-        "venue_deal_id",
-        "error",
-        "confirmed_at",
-    )
-    readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
+    fields = BALANCE_OP_FIELDS
 
 
 @admin.register(Settlement)
@@ -311,7 +285,7 @@ class SettlementAdmin(ReadOnlyAdmin):
         "status",
         "final_at",
     )
-    list_select_related = ("follower_account",)
+    list_select_related = ("follower_account", "subscription")
     list_filter = ("status", "reason")
     search_fields = ("=id", "=follower_account__login", "key")
     readonly_fields = [f.name for f in Settlement._meta.fields]
@@ -326,15 +300,7 @@ class SettlementLineAdmin(ReadOnlyAdmin):
 
 @admin.register(BalanceOp)
 class BalanceOpAdmin(ReadOnlyAdmin):
-    list_display = (
-        "client_op_id",
-        "role",
-        "trading_account",
-        "amount",
-        "status",
-        "tries",
-        "venue_deal_id",
-    )
+    list_display = BALANCE_OP_FIELDS
     list_select_related = ("trading_account",)
     list_filter = ("status", "role")
     search_fields = ("client_op_id", "=trading_account__login")

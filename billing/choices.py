@@ -44,6 +44,7 @@ class SettlementReason(models.TextChoices):
     WITHDRAWAL = "withdrawal", "Withdrawal"
     DEPOSIT = "deposit", "Deposit (fee debt)"
     UNSUBSCRIBE = "unsubscribe", "Unsubscribe"
+    REFUND = "refund", "Refund of a reversed fee"
 
 
 class BalanceOpRole(models.TextChoices):

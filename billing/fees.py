@@ -18,7 +18,6 @@ The formulas (billing/README.md has a worked example):
 
 from __future__ import annotations
 
-import calendar
 import decimal
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -97,10 +96,6 @@ def day_bounds(at: datetime) -> tuple[datetime, datetime]:
     """The UTC day that contains `at`: [midnight, next midnight)."""
     start = _aware(at).replace(hour=0, minute=0, second=0, microsecond=0)
     return start, start + timedelta(days=1)
-
-
-def days_in_month(at: datetime) -> int:
-    return calendar.monthrange(at.year, at.month)[1]
 
 
 # -- the four fees ---------------------------------------------------------------------

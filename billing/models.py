@@ -324,7 +324,8 @@ class LedgerLeg(models.Model):
 
 class FeeReversal(models.Model):
     """Compliance's reversal of one accrual, with the reason and who: it posts the accrual's
-    legs negated (a new transaction, never an edit). Guards: at most one per accrual."""
+    legs negated (a new transaction, never an edit), cancels its open fee debt and refunds
+    on the venue what the follower had paid of it. Guards: at most one per accrual."""
 
     accrual = models.OneToOneField(FeeAccrual, on_delete=models.PROTECT, related_name="reversal")
     reason = models.TextField()
@@ -338,6 +339,14 @@ class FeeReversal(models.Model):
         blank=True,
         related_name="+",
         help_text="Empty when the accrual was zero (nothing was posted).",
+    )
+    refund = models.OneToOneField(
+        "Settlement",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="refund_of",
+        help_text="The refund of what the follower had paid of the fee (on the venue).",
     )
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -4,7 +4,7 @@ one fee (how it was worked out, what it posted, how it was settled)."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from django import forms
@@ -23,19 +23,23 @@ VIEW_PERMISSION = "billing.view_feeaccrual"
 
 
 class StatementForm(forms.Form):
+    """Whose statement and for which period: a calendar month, or any [start, end) in days
+    (a weekly or quarterly schedule's period)."""
+
     party = forms.ChoiceField(choices=[(p, p) for p in PARTIES], initial="follower")
     login = forms.IntegerField(min_value=1, help_text="The trading account's login.")
-    month = forms.CharField(
-        max_length=7, help_text="YYYY-MM (UTC calendar month).", initial="", required=True
-    )
+    month = forms.CharField(max_length=7, required=False, help_text="YYYY-MM (UTC).")
+    start = forms.DateField(required=False, help_text="Or from this day (UTC)...")
+    end = forms.DateField(required=False, help_text="...to this day, excluded.")
 
-    def clean_month(self) -> datetime:
+    def clean_month(self) -> datetime | None:
         raw = self.cleaned_data["month"].strip()
+        if not raw:
+            return None
         try:
-            start = datetime.strptime(raw + "-01", "%Y-%m-%d").replace(tzinfo=UTC)
+            return datetime.strptime(raw + "-01", "%Y-%m-%d").replace(tzinfo=UTC)
         except ValueError as exc:
             raise forms.ValidationError("Write the month as YYYY-MM, e.g. 2026-12.") from exc
-        return start
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
@@ -48,7 +52,20 @@ class StatementForm(forms.Form):
                 self.add_error("login", "Several broker servers have this login.")
             else:
                 data["account"] = accounts[0]
+        start, end, month = data.get("start"), data.get("end"), data.get("month")
+        if start and end:
+            if end <= start:
+                self.add_error("end", "The period must end after it starts.")
+            data["period"] = (_midnight(start), _midnight(end))
+        elif month:
+            data["period"] = (month, _month_end(month))
+        elif "month" not in self.errors:
+            self.add_error("month", "Give a month (YYYY-MM), or both a start and an end day.")
         return data
+
+
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 def _month_end(start: datetime) -> datetime:
@@ -61,14 +78,14 @@ def statements(request: HttpRequest) -> HttpResponse:
     form = StatementForm(request.GET or None)
     statement = None
     if form.is_bound and form.is_valid():
-        start = form.cleaned_data["month"]
+        start, end = form.cleaned_data["period"]
         statement = statement_build(
             party=form.cleaned_data["party"],
             account=form.cleaned_data["account"],
             start=start,
-            end=_month_end(start),
+            end=end,
         )
-        name = f"statement-{statement.account.login}-{statement.party}-{start:%Y-%m}"
+        name = f"statement-{statement.account.login}-{statement.party}-{start:%Y%m%d}-{end:%Y%m%d}"
         fmt = request.GET.get("format")
         if fmt == "csv":
             response = HttpResponse(statement_csv(statement), content_type="text/csv")

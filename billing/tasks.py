@@ -8,6 +8,7 @@ from typing import Any
 from celery import shared_task
 
 from . import services
+from .venue import GatewayVenue
 
 
 @shared_task(name="billing.run")
@@ -25,3 +26,13 @@ def billing_scan_cash() -> int:
 @shared_task(name="billing.unsubscribe")
 def billing_unsubscribe(subscription_id: int) -> int:
     return len(services.billing_unsubscribe(subscription_id=subscription_id))
+
+
+@shared_task(name="billing.settle")
+def billing_settle(settlement_id: int) -> str:
+    """Moves one settlement (a refund, say) as far as the venue allows now."""
+    from .models import Settlement
+
+    if not Settlement.objects.filter(pk=settlement_id).exists():
+        return "gone"
+    return services.settlement_execute(settlement_id=settlement_id, venue=GatewayVenue())

@@ -81,11 +81,15 @@ def recover_instructions() -> None:
 
 
 @shared_task(name="copytrading.push_positions", ignore_result=True, acks_late=False)
-def push_positions(link_ids: list[int]) -> None:
-    """Pushes trade link changes to the live pages (best effort: pages resync on reconnect)."""
-    from .services.live import positions_push
+def push_positions(link_ids: list[int] | None = None) -> None:
+    """Pushes trade link changes to the live pages (best effort: pages resync on reconnect):
+    these links, or (no ids) every link waiting in the coalesced set (positions_push_soon)."""
+    from .services.live import positions_push, positions_push_pending
 
-    positions_push(link_ids=link_ids)
+    if link_ids is None:
+        positions_push_pending()
+    else:
+        positions_push(link_ids=link_ids)
 
 
 @shared_task(name="copytrading.reconcile_followers", ignore_result=True)

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from config.history import save_audited
@@ -31,7 +31,6 @@ def _switch_save(switch: Any, *, active: bool, reason: str, actor: Any) -> Any:
     return switch
 
 
-@transaction.atomic
 def server_switch_set(*, server: Any, active: bool, reason: str, actor: Any) -> ServerSwitch:
     """Turns the switch of one broker server on or off. Guards: a reason is required; from
     the moment this commits no new opening order is claimed for a follower on that server
@@ -39,7 +38,18 @@ def server_switch_set(*, server: Any, active: bool, reason: str, actor: Any) -> 
     subscriptions); closes always go through. Every change is kept in history."""
     if not reason.strip():
         raise ValueError("a reason is required to change a server switch")
-    switch = ServerSwitch.objects.select_for_update().filter(broker_server=server).first()
-    if switch is None:
-        switch = ServerSwitch(broker_server=server)
-    return _switch_save(switch, active=active, reason=reason, actor=actor)
+    # The row exists (off) before it is turned on, committed on its own: turning it on is
+    # then an UPDATE, which waits for a claim holding it FOR SHARE (an INSERT would not).
+    if not ServerSwitch.objects.filter(broker_server_id=server.pk).exists():
+        try:
+            with transaction.atomic():
+                save_audited(
+                    ServerSwitch(broker_server_id=server.pk),
+                    actor=actor,
+                    reason="switch created (off)",
+                )
+        except IntegrityError:
+            pass  # created meanwhile by another call: the unique row is there
+    with transaction.atomic():
+        switch = ServerSwitch.objects.select_for_update().get(broker_server=server)
+        return _switch_save(switch, active=active, reason=reason, actor=actor)

@@ -70,7 +70,10 @@ start celery-worker .venv/bin/celery -A config worker -Q default,fanout,execute 
   --concurrency 2 --loglevel INFO
 start celery-beat .venv/bin/celery -A config beat --loglevel INFO \
   --schedule var/celerybeat-schedule
-start asgi .venv/bin/uvicorn config.asgi:application --host "$HOST" --port "$PORT" --no-access-log
+# Django under ASGI runs each request's sync code on a thread of its own: a connection kept
+# per thread (CONN_MAX_AGE) piles up to PostgreSQL's max_connections under load.
+start asgi env CONN_MAX_AGE=0 .venv/bin/uvicorn config.asgi:application --host "$HOST" --port "$PORT" \
+  --no-access-log
 $PY scripts/wait_http.py "http://$HOST:$PORT/healthz"
 # The demo masters trade every few seconds, so copies can be watched in the admin
 # (Copy trading > Trade links) and on the venues.

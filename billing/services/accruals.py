@@ -144,7 +144,7 @@ class _Accruer:
             trigger=trigger,
             period_start=start,
             period_end=end,
-            base_amount=fees.round_money(base) if kind != FeeKind.VOLUME else base,
+            base_amount=base if kind == FeeKind.VOLUME else fees.round_money(base),
             rate=rate,
             amount=amount,
             currency=self.currency,
@@ -343,17 +343,17 @@ class _Accruer:
             per_lot=schedule.volume_per_lot,
             per_million=schedule.volume_per_million,
         )
-        if schedule.volume_per_million == 0:
-            base, rate = lots, schedule.volume_per_lot
-        elif schedule.volume_per_lot == 0:
-            base, rate = notional, schedule.volume_per_million / fees.MILLION
+        # The base is the lots (kept to the lot's places), or the notional in cents when
+        # only a per-million rate is charged.
+        if schedule.volume_per_lot == 0:
+            base, rate = fees.round_money(notional), schedule.volume_per_million / fees.MILLION
         else:
             base, rate = lots, schedule.volume_per_lot
         self.accrue(
             kind=FeeKind.VOLUME,
             start=start,
             end=end,
-            base=fees.round_money(base),
+            base=base,
             rate=rate,
             amount=amount,
             trigger=trigger,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from django.db import transaction
-from django.db.models import Max, Min
+from django.db.models import Max, Min, Q
 from django.utils import timezone
 
 from accounts.models import TradingAccount
@@ -27,11 +27,14 @@ logger = logging.getLogger(__name__)
 
 
 def cash_scan(*, venue: Venue) -> list[Settlement]:
-    """Records new deposits and withdrawals of every follower account that pays fees,
-    then handles each one not handled yet; returns the settlements it planned."""
-    open_states = SubscriptionFeeState.objects.filter(closed_at__isnull=True)
+    """Records new deposits and withdrawals of every follower account that pays fees or
+    owes fee debt (an unsubscribed follower too), then handles each one not handled yet;
+    returns the settlements it planned."""
+    owing = SubscriptionFeeState.objects.filter(
+        Q(closed_at__isnull=True) | Q(subscription__fee_debts__remaining__gt=0)
+    )
     starts = dict(
-        open_states.values("subscription__follower_account")
+        owing.values("subscription__follower_account")
         .annotate(joined=Min("joined_at"))
         .values_list("subscription__follower_account", "joined")
     )
@@ -80,14 +83,26 @@ def cash_movement_handle(*, movement_id: int, venue: Venue) -> list[Settlement]:
     movement = CashMovement.objects.select_related("trading_account").get(pk=movement_id)
     if movement.handled_at is not None:
         return []
-    states = list(
-        SubscriptionFeeState.objects.filter(
-            subscription__follower_account=movement.trading_account_id,
-            closed_at__isnull=True,
-            joined_at__lt=movement.venue_ts,
-        ).order_by("id")
-    )
+    of_account = SubscriptionFeeState.objects.filter(
+        subscription__follower_account=movement.trading_account_id,
+        joined_at__lt=movement.venue_ts,
+    ).order_by("id")
+    states = list(of_account.filter(closed_at__isnull=True))
     planned: list[Settlement] = []
+    for closed in of_account.filter(
+        closed_at__isnull=False, subscription__fee_debts__remaining__gt=0
+    ).distinct():
+        # Unsubscribed with fee debt left: any deposit or withdrawal collects it.
+        with transaction.atomic():
+            locked = SubscriptionFeeState.objects.select_for_update().get(pk=closed.pk)
+            settlement = settlement_plan(
+                state=locked,
+                key=f"{movement.kind}:{closed.subscription_id}:{movement.pk}",
+                reason=SettlementReason(movement.kind),
+                cutoff=None,
+            )
+        if settlement is not None:
+            planned.append(settlement)
     if movement.kind == CashMovementKind.WITHDRAWAL and states:
         since = min(s.period_start for s in states)
         data = account_data_read(venue=venue, account=movement.trading_account, since=since)

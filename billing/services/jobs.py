@@ -54,6 +54,12 @@ def billing_run(*, as_of: datetime | None = None, venue: Venue | None = None) ->
             logger.warning("billing run: fee state %s waits for its venue (%s)", state_id, exc)
             report["errors"] += 1
             continue
+        except Exception:
+            # One subscription's failure must not hold up everyone's billing: logged with its
+            # traceback, retried at the next run (every step is idempotent).
+            logger.exception("billing run: fee state %s failed", state_id)
+            report["errors"] += 1
+            continue
         report["planned"] += len(planned)
     report["settlements"] = settlements_execute_open(venue=venue)
     return report

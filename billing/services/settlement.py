@@ -20,7 +20,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.db import connection, transaction
-from django.db.models import F, Sum
+from django.db.models import F, QuerySet, Sum
 from django.utils import timezone
 
 from brokers.gateways.errors import RETRYABLE_REASONS, GatewayError, GatewayReason
@@ -32,6 +32,7 @@ from ..choices import (
     BalanceOpStatus,
     FeeAccrualStatus,
     LedgerAccountKind,
+    SettlementReason,
     SettlementStatus,
 )
 from ..models import BalanceOp, FeeAccrual, FeeDebt, Settlement, SettlementLine
@@ -41,6 +42,12 @@ from .ledger import ledger_account, ledger_post
 logger = logging.getLogger(__name__)
 
 _LOCK_NAMESPACE = 0x0B11  # advisory lock class of billing settlements
+# Whose ledger account a balance operation settles.
+_PARTY_ACCOUNT = {
+    BalanceOpRole.FOLLOWER: LedgerAccountKind.FOLLOWER_RECEIVABLE,
+    BalanceOpRole.MASTER: LedgerAccountKind.MASTER_PAYABLE,
+    BalanceOpRole.IB: LedgerAccountKind.IB_PAYABLE,
+}
 MAX_FOLLOWER_ATTEMPTS = 3
 Kind = LedgerAccountKind
 
@@ -60,6 +67,46 @@ def _executor_lock(settlement_id: int) -> Iterator[bool]:
 
 def op_id(settlement: Settlement, attempt: int, role: str, suffix: str = "") -> str:
     return f"fee-{settlement.pk}-{attempt}-{role}{suffix}"
+
+
+def refund_plan(*, accrual: FeeAccrual, paid: Decimal, master: Decimal, ib: Decimal) -> Settlement:
+    """A reversed accrual that was (partly) paid: give the follower back what it paid and
+    take back the master's and IB's shares of it, as a settlement that starts paying
+    (inside the reversal's transaction)."""
+    s = Settlement.objects.create(
+        key=f"refund:{accrual.pk}",
+        reason=SettlementReason.REFUND,
+        follower_account_id=accrual.follower_account_id,
+        subscription_id=accrual.subscription_id,
+        currency=accrual.currency,
+        period_start=accrual.period_start,
+        period_end=accrual.period_end,
+        due=-paid,
+        collected=-paid,
+        status=SettlementStatus.PAYING,
+    )
+    moves = [
+        (BalanceOpRole.FOLLOWER, accrual.follower_account_id, paid, ""),
+        (BalanceOpRole.MASTER, accrual.master_account_id, -master, ""),
+        (
+            BalanceOpRole.IB,
+            accrual.schedule.ib_account_id,
+            -ib,
+            str(accrual.schedule.ib_account_id),
+        ),
+    ]
+    for role, account_id, amount, suffix in moves:
+        if amount != 0:
+            BalanceOp.objects.create(
+                settlement=s,
+                role=role,
+                trading_account_id=account_id,
+                amount=amount,
+                currency=accrual.currency,
+                comment=f"Refund of reversed fee {accrual.pk}, settlement {s.pk}",
+                client_op_id=op_id(s, 1, role, suffix),
+            )
+    return s
 
 
 def settlement_execute(*, settlement_id: int, venue: Venue) -> str:
@@ -99,6 +146,7 @@ def _collectable(s: Settlement, venue: Venue) -> Decimal:
 
 
 def _new_follower_op(s: Settlement, attempt: int, amount: Decimal) -> None:
+    master = s.subscription.master_account.login if s.subscription_id else "?"
     BalanceOp.objects.create(
         settlement=s,
         role=BalanceOpRole.FOLLOWER,
@@ -106,7 +154,7 @@ def _new_follower_op(s: Settlement, attempt: int, amount: Decimal) -> None:
         trading_account_id=s.follower_account_id,
         amount=-amount,
         currency=s.currency,
-        comment=f"Copy-trading fees, settlement {s.pk}",
+        comment=f"Copy-trading fees to master #{master}, settlement {s.pk}",
         client_op_id=op_id(s, attempt, BalanceOpRole.FOLLOWER),
     )
 
@@ -287,15 +335,17 @@ def _allocate(s: Settlement, *, paid: Decimal) -> None:
         s.save(update_fields=["collected", "status"])
 
 
+def _payouts(s: Settlement) -> QuerySet[BalanceOp]:
+    """The operations sent while paying: the master's and IB's credits; for a refund,
+    every operation (the follower's credit and the claw-backs)."""
+    ops = s.ops.select_related("trading_account").order_by("id")
+    return ops if s.reason == SettlementReason.REFUND else ops.exclude(role=BalanceOpRole.FOLLOWER)
+
+
 def _pay(s: Settlement, venue: Venue) -> bool:
-    ops = list(
-        s.ops.exclude(role=BalanceOpRole.FOLLOWER)
-        .exclude(status=BalanceOpStatus.CONFIRMED)
-        .select_related("trading_account")
-    )
-    for op in ops:
+    for op in _payouts(s).exclude(status=BalanceOpStatus.CONFIRMED):
         _send(op, venue)
-    waiting = s.ops.exclude(role=BalanceOpRole.FOLLOWER).exclude(status=BalanceOpStatus.CONFIRMED)
+    waiting = _payouts(s).exclude(status=BalanceOpStatus.CONFIRMED)
     if waiting.exists():
         _note_error(s, "; ".join(f"{op.client_op_id}: {op.error}" for op in waiting))
         return False
@@ -314,18 +364,21 @@ def _finalize(s: Settlement) -> None:
         if s.status != SettlementStatus.PAYING:
             return
         legs = []
-        for op in s.ops.exclude(role=BalanceOpRole.FOLLOWER).select_related("trading_account"):
-            kind = Kind.MASTER_PAYABLE if op.role == BalanceOpRole.MASTER else Kind.IB_PAYABLE
-            payable = ledger_account(
-                kind=kind, currency=s.currency, trading_account=op.trading_account
+        for op in _payouts(s):
+            party = ledger_account(
+                kind=_PARTY_ACCOUNT[BalanceOpRole(op.role)],
+                currency=s.currency,
+                trading_account=op.trading_account,
             )
             legs += [
-                (payable, op.amount),
+                (party, op.amount),
                 (ledger_account(kind=Kind.VENUE_CLEARING, currency=s.currency), -op.amount),
             ]
+        refund = s.reason == SettlementReason.REFUND
         ledger_post(
             key=f"payout:{s.pk}",
-            memo=f"Fee shares paid out, settlement {s.pk}",
+            memo=f"{'Refund of a reversed fee' if refund else 'Fee shares paid out'}, "
+            f"settlement {s.pk}",
             currency=s.currency,
             legs=legs,
             settlement=s,

@@ -720,13 +720,12 @@ def apply_redecision(
 
 
 def _after_commit(released: dict[int, list[int]], link_ids: list[int]) -> None:
-    from ..tasks import push_positions
     from .fanout import enqueue_execution
+    from .live import positions_push_soon
 
     if released:
         enqueue_execution(released)
-    if link_ids:
-        push_positions.delay(link_ids)
+    positions_push_soon(link_ids=link_ids)  # coalesced: one push task for many batches
 
 
 # -- entry points ----------------------------------------------------------------------------

@@ -935,11 +935,19 @@ def _decision_dict(value: d.CopyDecision) -> dict[str, Any]:
 
 
 def fanout_subscription_event(
-    event: MasterEvent, subscription: CopySubscription, *, existing: bool
+    event: MasterEvent,
+    subscription: CopySubscription,
+    *,
+    existing: bool,
+    quotes: dict[tuple[int, str], Any] | None = None,
 ) -> dict[int, list[int]]:
-    """One event for one subscription only (copying existing positions on subscribe)."""
+    """One event for one subscription only (copying existing positions on subscribe);
+    `quotes` as `prefetch_quotes` gives them, read before the caller's transaction."""
     ready, _claimed = _fanout_event(
-        EventRow.from_model(event), [SubRow.from_model(subscription)], existing=existing
+        EventRow.from_model(event),
+        [SubRow.from_model(subscription)],
+        existing=existing,
+        quotes=quotes,
     )
     return ready
 
@@ -1239,6 +1247,8 @@ def fanout_and_execute(*, event_ids: Iterable[int]) -> int:
 
 
 FANOUT_CHUNK = 500
+# A fan-out task that finds more pending events of a master than this sends none itself.
+INLINE_MAX_EVENTS = 4
 
 
 def _fanout_account(
@@ -1251,13 +1261,19 @@ def _fanout_account(
     its orders queued at once, so the first followers' orders are on their way while the
     rest are still being decided. A crash between chunks leaves the event pending; the
     re-run inserts nothing twice (unique per event and subscription) and finishes it.
-    With `kept`, the orders of each event's last chunk are claimed in its transaction and
-    appended to `kept` for the caller to send (see `_fanout_one`).
+    With `kept`, the orders of the event's last chunk are claimed in its transaction and
+    appended to `kept` for the caller to send (see `_fanout_one`), unless more than
+    INLINE_MAX_EVENTS are pending: a backlog's orders all go to the execute queue.
     """
     with cursor() as cur:
         cur.execute("SELECT pg_advisory_lock(%b, %b)", [_FANOUT_LOCK_SPACE, account_id])
     try:
         events = _pending_events(account_id, last_id)
+        if len(events) > INLINE_MAX_EVENTS:
+            # A backlog (the fan-out queue fell behind): decide every event here but leave
+            # all the sending to the execute workers, in parallel, instead of holding each
+            # event's claimed orders in flight until this one process has decided the rest.
+            kept = None
         for event in events:
             _fanout_one(event, kept)
         return len(events)

@@ -181,3 +181,64 @@ def _first_cause(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return f"no answer within {PUSH_TIMEOUT_SECONDS} s"
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+# -- coalesced pushes from the copy pipeline ----------------------------------------------
+
+# Link ids waiting for a push, and the marker of a push task queued to send them.
+PENDING_KEY = "ct:live:pending"
+QUEUED_KEY = "ct:live:queued"
+# A queued push task lost (its worker died) stops holding the marker after this long.
+QUEUED_TTL_SECONDS = 30
+# What one push task sends at most before it hands the rest to a fresh task.
+DRAIN_MAX_LINKS = 5000
+
+
+def positions_push_soon(*, link_ids: list[int]) -> None:
+    """Queues a live push of these links, coalesced with every other waiting push.
+
+    The executors record a batch every few milliseconds under load; a push task per batch
+    flooded the default queue (reconciliation and the sweepers wait behind it). Here the
+    ids join one set in Redis, and a push task is queued only when none is queued yet: it
+    sends everything waiting when it runs. Best effort, like every push: if Redis refuses,
+    the pages resync from the database on reconnect."""
+    from redis.exceptions import RedisError
+
+    from config.redis import get_redis
+
+    from ..tasks import push_positions
+
+    if not link_ids:
+        return
+    try:
+        pipe = get_redis().pipeline()
+        pipe.sadd(PENDING_KEY, *link_ids)
+        pipe.set(QUEUED_KEY, 1, nx=True, ex=QUEUED_TTL_SECONDS)
+        _added, first = pipe.execute()
+    except RedisError as exc:
+        logger.warning("live push of %d trade links dropped: %s", len(link_ids), exc)
+        return
+    if first:
+        push_positions.delay()
+
+
+def positions_push_pending() -> int:
+    """Pushes the links waiting in the coalesced set (the push task's work); returns how
+    many were pushed. The marker is cleared first, so ids added while this runs queue a
+    new task; more than DRAIN_MAX_LINKS waiting go to a fresh task."""
+    from config.redis import get_redis
+
+    from ..tasks import push_positions
+
+    redis = get_redis()
+    redis.delete(QUEUED_KEY)
+    pushed = taken = 0
+    while taken < DRAIN_MAX_LINKS:
+        ids = redis.spop(PENDING_KEY, 1000)
+        if not ids:
+            return pushed
+        taken += len(ids)
+        pushed += positions_push(link_ids=sorted(int(i) for i in ids))
+    if redis.scard(PENDING_KEY) and redis.set(QUEUED_KEY, 1, nx=True, ex=QUEUED_TTL_SECONDS):
+        push_positions.delay()
+    return pushed

@@ -28,11 +28,14 @@ MONTHS = [
 ]
 
 
-def test_a_loss_then_a_recovery_charges_only_above_the_mark():
+def crystallise_each(rate, periods):
+    """performance_fee over consecutive periods of (realized, floating_end, other_fees),
+    each starting from the previous one's mark, net result and floating figure."""
     hwm, cumulative, floating = D(0), D(0), D(0)
-    for (realized, floating_end, other), (fee, hwm_after, carried) in MONTHS:
+    results = []
+    for realized, floating_end, other in periods:
         r = fees.performance_fee(
-            rate=D("0.2"),
+            rate=rate,
             hwm=hwm,
             cumulative=cumulative,
             realized=realized,
@@ -40,8 +43,15 @@ def test_a_loss_then_a_recovery_charges_only_above_the_mark():
             floating_end=floating_end,
             other_fees=other,
         )
-        assert (r.amount, r.hwm_after, r.carried_loss) == (fee, hwm_after, carried)
+        results.append(r)
         hwm, cumulative, floating = r.hwm_after, r.cumulative, floating_end
+    return results
+
+
+def test_a_loss_then_a_recovery_charges_only_above_the_mark():
+    results = crystallise_each(D("0.2"), [inputs for inputs, _ in MONTHS])
+    got = [(r.amount, r.hwm_after, r.carried_loss) for r in results]
+    assert got == [expected for _, expected in MONTHS]
 
 
 @pytest.mark.parametrize(
@@ -155,24 +165,14 @@ rates = st.decimals(min_value=D("0"), max_value=D("1"), places=4)
 @settings(max_examples=300, deadline=None)
 @given(rate=rates, periods=st.lists(st.tuples(money, money, money.map(abs)), max_size=12))
 def test_the_mark_never_falls_and_fees_are_never_negative(rate, periods):
-    hwm, cumulative, floating = D(0), D(0), D(0)
-    charged = D(0)
-    for realized, floating_end, other in periods:
-        r = fees.performance_fee(
-            rate=rate,
-            hwm=hwm,
-            cumulative=cumulative,
-            realized=realized,
-            floating_start=floating,
-            floating_end=floating_end,
-            other_fees=other,
-        )
+    hwm = charged = D(0)
+    for r in crystallise_each(rate, periods):
         assert r.amount >= 0
         assert r.hwm_after >= hwm
         assert r.carried_loss >= 0
         assert r.amount == fees.round_money(r.base * rate)
         charged += r.base
-        hwm, cumulative, floating = r.hwm_after, r.cumulative, floating_end
+        hwm = r.hwm_after
     # Charged bases add up to the mark: no profit is charged twice.
     assert charged == hwm
 

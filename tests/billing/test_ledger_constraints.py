@@ -11,7 +11,14 @@ from django.db.utils import DatabaseError
 from billing.choices import FeeAccrualStatus, LedgerAccountKind
 from billing.errors import BillingError
 from billing.models import FeeAccrual, LedgerLeg, LedgerTransaction
-from billing.services import fee_accrual_reverse, ledger_account, ledger_balance, ledger_post
+from billing.services import (
+    fee_accrual_reverse,
+    fee_state_run,
+    ledger_account,
+    ledger_balance,
+    ledger_post,
+    settlement_execute,
+)
 from tests.billing.conftest import ledger_sums_per_transaction, month_end
 from tests.factories import make_account, make_staff
 
@@ -129,12 +136,40 @@ def test_accrual_figures_are_fixed_and_a_reversal_posts_negated_legs(desk):
 
 
 @pytest.mark.django_db
-def test_an_accrual_in_a_settlement_is_not_reversed_without_a_refund(desk):
-    master = desk.master(subscription_amount=20)
+def test_reversing_a_settled_fee_refunds_it_on_the_venue(desk):
+    master = desk.master(subscription_amount=20, broker_share_pct=25)
     sub = desk.follower(master)
+    follower = sub.follower_account
     desk.run(datetime.now(UTC))
-    desk.run(month_end(datetime.now(UTC)))
+    end = month_end(datetime.now(UTC))
+    # Planned but not yet paid: the settlement is still moving money, so no reversal yet.
+    fee_state_run(state_id=sub.fee_state.pk, as_of=end, venue=desk.venue)
     fee = desk.accruals(sub, "subscription")[0]
+    with pytest.raises(BillingError, match="not final yet"):
+        fee_accrual_reverse(accrual=fee, reason="too early", actor=None)
+    desk.run(end)
+    fee.refresh_from_db()
     assert fee.status == FeeAccrualStatus.SETTLED
-    with pytest.raises(BillingError, match="needs a refund"):
-        fee_accrual_reverse(accrual=fee, reason="too late", actor=None)
+    before = desk.balance(follower), desk.balance(master.account)
+    reversal = fee_accrual_reverse(accrual=fee, reason="charged twice", actor=None)
+    # (The refund is enqueued on commit; this test's transaction never commits.)
+    assert settlement_execute(settlement_id=reversal.refund.pk, venue=desk.venue) == "settled"
+    assert desk.balance(follower) == before[0] + D("20")
+    assert desk.balance(master.account) == before[1] - D("15")
+    ops = {op.role: op.client_op_id for op in reversal.refund.ops.all()}
+    assert ops == {
+        "follower": f"fee-{reversal.refund.pk}-1-follower",
+        "master": f"fee-{reversal.refund.pk}-1-master",
+    }
+    # What is left on the ledger is next month's fee (accrued at its start, not due yet):
+    # the reversed one, its collection, payout and refund net to zero.
+    expected = {
+        (LedgerAccountKind.FOLLOWER_RECEIVABLE, follower): D("20"),
+        (LedgerAccountKind.MASTER_PAYABLE, master.account): D("-15"),
+        (LedgerAccountKind.BROKER_REVENUE, None): D("-5"),
+        (LedgerAccountKind.VENUE_CLEARING, None): D("0"),
+    }
+    for (kind, account), balance in expected.items():
+        ledger = ledger_account(kind=kind, currency="USD", trading_account=account)
+        assert ledger_balance(ledger) == balance, kind
+    assert ledger_sums_per_transaction() == {D(0)}

@@ -85,6 +85,28 @@ def test_a_bad_statement_query_says_what_to_fix(client, staff_password, settled)
     body = page.content.decode()
     assert "Write the month as YYYY-MM" in body
     assert "No trading account has login 1" in body
+    page = client.get("/admin/ops/billing/statements/", {"party": "master", "login": 1})
+    assert "Give a month (YYYY-MM), or both a start and an end day." in page.content.decode()
+
+
+def test_a_statement_for_any_period_in_days(client, staff_password, settled):
+    desk, master, sub, (follower_before, _) = settled
+    _sign_in(client, staff_password, "Compliance")
+    today = datetime.now(UTC).date()
+    query = {
+        "party": "follower",
+        "login": sub.follower_account.login,
+        "start": str(today),
+        "end": str(today + timedelta(days=1)),
+        "format": "csv",
+    }
+    response = client.get("/admin/ops/billing/statements/", query)
+    assert response["Content-Disposition"].endswith(
+        f'{today:%Y%m%d}-{today + timedelta(days=1):%Y%m%d}.csv"'
+    )
+    rows = list(csv.reader(io.StringIO(response.content.decode())))
+    totals = {r[2]: D(r[7]) for r in rows if r[0] == "total"}
+    assert totals["moved"] == desk.balance(sub.follower_account) - follower_before
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -124,3 +146,38 @@ def test_compliance_reverses_an_unsettled_accrual_with_a_reason(client, staff_pa
     fee.refresh_from_db()
     assert fee.status == FeeAccrualStatus.REVERSED
     assert fee.reversal.reason == "waived by the broker"
+
+
+def test_billing_lists_do_not_grow_queries_with_rows(client, staff_password, desk):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    pages = [
+        "/admin/billing/feeaccrual/",
+        "/admin/billing/settlement/",
+        "/admin/billing/balanceop/",
+        "/admin/billing/ledgerleg/",
+        "/admin/billing/feeschedule/",
+        "/admin/billing/subscriptionfeestate/",
+    ]
+    master = desk.master(subscription_amount=5, broker_share_pct=10)
+
+    def grow(n):
+        for _ in range(n):
+            desk.follower(master)
+        desk.run(datetime.now(UTC))
+        desk.run(month_end(datetime.now(UTC)))
+
+    def queries():
+        counts = {}
+        for page in pages:
+            with CaptureQueriesContext(connection) as captured:
+                assert client.get(page).status_code == 200, page
+            counts[page] = len(captured)
+        return counts
+
+    _sign_in(client, staff_password, "Operations")
+    grow(1)
+    small = queries()
+    grow(4)
+    assert queries() == small

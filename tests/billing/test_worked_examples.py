@@ -2,6 +2,7 @@
 what each fee comes to, what the venue balances do, what is left as debt."""
 
 from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP
 from decimal import Decimal as D
 
 import pytest
@@ -147,6 +148,11 @@ def test_unpaid_fees_become_debt_collected_from_the_next_deposit(desk):
     assert f"#{master.account.login}" in debt.comment
     assert f"settlement {first.pk}" in debt.comment
     assert BalanceOp.objects.get(settlement=first, role="master").amount == D("240.00")
+    debit = BalanceOp.objects.get(settlement=first, role="follower")
+    assert (
+        debit.comment
+        == f"Copy-trading fees to master #{master.account.login}, settlement {first.pk}"
+    )
     desk.balance_op(follower, "1000")
     billing_scan_cash(venue=desk.venue)
     debt.refresh_from_db()
@@ -197,3 +203,39 @@ def test_a_subscription_keeps_its_version_until_operations_move_it(desk):
         2,
         D("30"),
     )
+
+
+def test_debt_left_at_unsubscribe_is_collected_from_the_next_deposit(desk):
+    master = desk.master(subscription_amount=500)
+    sub = desk.follower(master, balance=300)
+    follower = sub.follower_account
+    desk.run(datetime.now(UTC))
+    subscription_delete(subscription=sub, actor=None)
+    billing_unsubscribe(subscription_id=sub.pk, venue=desk.venue)
+    settlement = Settlement.objects.get(subscription=sub, reason="unsubscribe")
+    assert (settlement.collected, desk.balance(follower)) == (D("300"), D("0"))
+    assert FeeDebt.objects.get(subscription=sub).remaining == D("200")
+    desk.balance_op(follower, "250")
+    billing_scan_cash(venue=desk.venue)
+    assert FeeDebt.objects.get(subscription=sub).remaining == D("0")
+    assert desk.balance(follower) == D("50")
+    assert Settlement.objects.get(subscription=sub, reason="deposit").status == "settled"
+
+
+def test_management_accrues_once_per_day_on_the_equity_snapshot(desk):
+    master = desk.master(management_pct=2)
+    sub = desk.follower(master, balance=10000)
+    joined = sub.created_at
+    midnight = joined.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    desk.run(midnight + timedelta(days=2, hours=5))
+    desk.run(midnight + timedelta(days=2, hours=6))  # the same days: nothing new
+    first, *days = desk.accruals(sub, "management")
+    assert (first.period_start, first.period_end) == (joined, midnight)  # from joining
+    assert [(a.period_end - a.period_start, a.amount) for a in days] == [
+        (timedelta(days=1), D("0.55")),  # 10,000 x 2 % / 365 = 0.5479
+        (timedelta(days=1), D("0.55")),
+    ]
+    seconds = int((midnight - joined).total_seconds())
+    exact = D("10000") * D("0.02") * seconds / (365 * 86400)
+    assert first.amount == exact.quantize(D("0.01"), rounding=ROUND_HALF_UP)
+    assert "10,000.00 USD equity x 2% a year" in days[0].explanation

@@ -16,7 +16,7 @@ from django.utils import timezone
 from accounts.models import TradingAccount
 from brokers.models import ListenerShard
 from copytrading.models import CopyInstruction, CopySubscription, MasterEvent
-from copytrading.services.demo import demo_seed
+from copytrading.services.demo import DemoResult, demo_seed
 from copytrading.services.events import master_events_sweep
 from copytrading.services.execution import instructions_recover
 from copytrading.services.listening import listeners_supervise
@@ -27,11 +27,11 @@ from tests.processes import wait_for
 _coids = itertools.count(1)
 
 
-def seed_copiers(world: World, followers: int, *, masters: int = 1) -> list[TradingAccount]:
-    """`masters` masters on the world's first venue, `followers` followers spread over its
-    venues round-robin, every one copying 0.01 lot per master lot of every symbol (so every
-    event is a trade for every follower). Returns the master accounts."""
-    seeded = demo_seed(masters=masters, followers=followers, servers=world.servers)
+def seed_copy_everything(*, masters: int, followers: int, servers: list) -> DemoResult:
+    """demo_seed's masters and followers (round-robin over `servers`), every follower copying
+    0.01 lot per master lot of every symbol: every master event is a trade for every one of
+    its followers (the faults suite and benchmarks/load.py count on it)."""
+    seeded = demo_seed(masters=masters, followers=followers, servers=servers)
     CopySubscription.objects.filter(master_account__login__in=seeded.masters).update(
         volume_mode=0,
         risk_multiplier=Decimal("0.01"),
@@ -43,6 +43,13 @@ def seed_copiers(world: World, followers: int, *, masters: int = 1) -> list[Trad
         reverse_direction=False,
         copy_mode=0,
     )
+    return seeded
+
+
+def seed_copiers(world: World, followers: int, *, masters: int = 1) -> list[TradingAccount]:
+    """`masters` masters on the world's first venue, `followers` followers spread over its
+    venues (seed_copy_everything); returns the master accounts."""
+    seeded = seed_copy_everything(masters=masters, followers=followers, servers=world.servers)
     return list(TradingAccount.objects.filter(login__in=seeded.masters).order_by("login"))
 
 

@@ -34,6 +34,14 @@ class CopyCheck:
     venue_deals: int = 0
     repairs: int = 0
     problems: list[str] = field(default_factory=list)
+    kinds: Counter = field(default_factory=Counter)  # problems by kind (see `_problem`)
+
+    def _problem(self, kind: str, text: str) -> None:
+        """kind: duplicated, unknown_deal (a deal the database does not know as done),
+        no_deal (done in the database, nothing at the venue), unfinished (not copied yet),
+        no_reason, positions (venue positions vs open links), orders."""
+        self.kinds[kind] += 1
+        self.problems.append(text)
 
     def summary(self) -> str:
         statuses = ", ".join(f"{k} {v}" for k, v in sorted(self.instructions.items()))
@@ -108,24 +116,28 @@ def check_copies(clients: dict[int, VenueClient], *, master_account_ids: list[in
     by_pair = Counter((i[1], i[2]) for i in instructions if i[3] == "event")
     for event_id, master_id, fanout_state in events:
         if fanout_state != "done":
-            check.problems.append(f"event {event_id}: fan-out {fanout_state}")
+            check._problem("unfinished", f"event {event_id}: fan-out {fanout_state}")
         for sub_id in subs[master_id]:
             check.pairs += 1
             n = by_pair.get((event_id, sub_id), 0)
             if n != 1:
-                check.problems.append(f"event {event_id} x subscription {sub_id}: {n} instructions")
+                check._problem(
+                    "unfinished" if n == 0 else "duplicated",
+                    f"event {event_id} x subscription {sub_id}: {n} instructions",
+                )
     done_coids: dict[str, int] = {}
+    open_coids = {i[7] for i in instructions if i[5] in OPEN_WORK}
     follower_ids = {i[8] for i in instructions}
     for inst_id, _e, _s, origin, action, status, reason, coid, _a, order, filled in instructions:
         check.instructions[status] += 1
         check.repairs += origin == "repair"
         if status in OPEN_WORK:
-            check.problems.append(f"instruction {inst_id} left {status}")
+            check._problem("unfinished", f"instruction {inst_id} left {status}")
         if status in ("skipped", "failed") and not reason:
-            check.problems.append(f"instruction {inst_id} {status} without a reason")
+            check._problem("no_reason", f"instruction {inst_id} {status} without a reason")
         if status == "done" and action in TRADING_ACTIONS:
             if order is None:
-                check.problems.append(f"instruction {inst_id} done without a follower order")
+                check._problem("orders", f"instruction {inst_id} done without a follower order")
             elif filled:
                 done_coids[coid] = inst_id  # one order per instruction: a OneToOne
     accounts = list(TradingAccount.objects.filter(id__in=follower_ids))
@@ -139,12 +151,16 @@ def check_copies(clients: dict[int, VenueClient], *, master_account_ids: list[in
     check.venue_deals = sum(per_coid.values())
     for coid, n in per_coid.items():
         if n > 1:
-            check.problems.append(f"{coid}: {n} deals at the venue (duplicated)")
-        if coid not in done_coids:
-            check.problems.append(f"{coid}: a deal at the venue the database does not know")
+            check._problem("duplicated", f"{coid}: {n} deals at the venue (duplicated)")
+        if coid in open_coids:
+            check._problem("unfinished", f"{coid}: a deal for an instruction still in flight")
+        elif coid not in done_coids:
+            check._problem(
+                "unknown_deal", f"{coid}: a deal at the venue the database does not know"
+            )
     for coid, inst_id in done_coids.items():
         if coid not in per_coid:
-            check.problems.append(f"instruction {inst_id} ({coid}) done: no deal at the venue")
+            check._problem("no_deal", f"instruction {inst_id} ({coid}) done: no deal at the venue")
     held = _venue_positions(clients, accounts)
     linked = defaultdict(set)
     for account_id, position_id in TradeLink.objects.filter(
@@ -155,8 +171,9 @@ def check_copies(clients: dict[int, VenueClient], *, master_account_ids: list[in
         extra = held[account.id] - linked[account.id]
         gone = linked[account.id] - held[account.id]
         if extra or gone:
-            check.problems.append(
+            check._problem(
+                "positions",
                 f"follower {account.login}: unlinked positions {sorted(extra)}, "
-                f"links without a position {sorted(gone)}"
+                f"links without a position {sorted(gone)}",
             )
     return check

@@ -34,7 +34,7 @@ def test_operations_toggle_a_server_switch_with_a_reason(client, staff_password)
     assert (switch.active, switch.changed_by) == (True, user)
     client.post(url, {"active": "0", "reason": "maintenance over"})
     reasons = list(switch.history.order_by("history_id").values_list("reason", flat=True))
-    assert reasons == ["broker maintenance", "maintenance over"]
+    assert reasons == ["switch created (off)", "broker maintenance", "maintenance over"]
     page = client.get("/admin/ops/server-switches/").content.decode()
     assert "maintenance over" in page
     assert "/admin/ops/server-switches/" in client.get("/admin/").content.decode()  # sidebar

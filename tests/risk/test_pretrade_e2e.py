@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 
 from copytrading.models import CopyInstruction, TradeLink
+from copytrading.services import master_pause
 from copytrading.services.waiting import market_waits_redecide
 from risk.models import SubscriptionLimits
 from risk.services import server_switch_set
@@ -82,7 +83,7 @@ def test_lots_cut_slippage_skip_and_a_limit_order_the_masters_close_cancels(worl
     world.wait_links(capped, "closed")
 
 
-def test_market_closed_waits_and_a_server_switch_stops_openings_not_closes(world):
+def test_market_closed_waits_and_server_and_master_switches_stop_openings_not_closes(world):
     master = world.master(0)
     waits = follower(world, master, 1, market_closed_policy="wait", market_wait_seconds=300)
     plain = follower(world, master, 0)
@@ -115,6 +116,18 @@ def test_market_closed_waits_and_a_server_switch_stops_openings_not_closes(world
         what="the server switch skip",
     )
     assert "follower_server" in refused.detail
+    # The per-master switch is the master pause: openings stop for every follower.
+    master_pause(master=master, reason="strategy under review", actor=None)
+    world.order(master.account.login, volume=1)
+    paused = wait_for(
+        lambda: CopyInstruction.objects.filter(
+            subscription=plain, reason="KILL_SWITCH", detail__contains="master"
+        ).first(),
+        what="the master pause skip",
+    )
+    assert paused.status == "skipped"
     world.close(master.account.login, first["position_id"])
-    world.wait_links(waits, "closed")  # closes always go through
+    world.wait_links(waits, "closed")  # closes go through the server switch
+    world.wait_links(plain, "closed")  # and the master pause
     assert world.positions(waits.follower_account.login, 1) == []
+    assert len(world.positions(plain.follower_account.login, 0)) == 1
