@@ -191,6 +191,8 @@ CELERY_BEAT_SCHEDULE = {
     "sync-accounts": {"task": "brokers.sync_accounts", "schedule": 60.0},
     "recover-instructions": {"task": "copytrading.recover_instructions", "schedule": 5.0},
     "reconcile-followers": {"task": "copytrading.reconcile_followers", "schedule": 30.0},
+    # Client API tokens expired or revoked a day ago or more.
+    "purge-api-tokens": {"task": "accounts.purge_api_tokens", "schedule": 3600.0},
     # Risk (post-trade): periodic loss stops resume when their next period starts.
     "risk-resume-due-stops": {"task": "risk.resume_due_stops", "schedule": 30.0},
     # Billing: accrue, crystallise and settle what is due; deposits and withdrawals.
