@@ -399,7 +399,7 @@ def bounded(samples: list[dict], trading_s: float) -> tuple[bool, str]:
     cut = len(during) * 2 // 3
     early_peak = max(size(s) for s in during[:cut])
     late = [size(s) for s in during[cut:]]
-    ok = max(late) <= 1.5 * early_peak + 500
+    ok = max(late) <= 1.1 * early_peak + 100
     return ok, f"backlog peak {early_peak} in the first 2/3, {max(late)} in the last 1/3"
 
 

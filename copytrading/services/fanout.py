@@ -7,9 +7,10 @@ Guards:
 - Once per (event, subscription): the instruction's unique constraint, inserted with
   ON CONFLICT DO NOTHING; a redelivered or re-run fan-out changes nothing.
 - In order per master: events of one master account are fanned out under that
-  account's advisory lock, and a task given event N first handles every earlier event
-  of the account that is still pending. So a close is never decided before the open
-  it closes, whatever order the tasks run in.
+  account's advisory lock, and a task given event N handles every event of the account
+  still pending, in id order (the earlier ones first, the later ones too: a backlog is
+  cleared by one task). So a close is never decided before the open it closes, whatever
+  order the tasks run in.
 - One transaction per master account and batch: the instructions, the new trade
   links and the event's `done` state commit together, or none of them does.
 - The fan-out task claims the orders of an event's last chunk (all of a small fan-out)
@@ -1220,12 +1221,12 @@ def _targets(event_ids: Iterable[int]) -> dict[int, int]:
 
 
 def fanout_events(*, event_ids: Iterable[int]) -> int:
-    """Fans out the given events (and any earlier pending event of the same masters), in
+    """Fans out the given events (and every other pending event of the same masters), in
     order per master; returns how many events this call handled."""
     handled = 0
     targets = _targets(event_ids)
-    for account_id, last_id in sorted(targets.items()):
-        handled += _fanout_account(account_id, last_id)
+    for account_id in sorted(targets):
+        handled += _fanout_account(account_id)
     return handled
 
 
@@ -1236,9 +1237,9 @@ def fanout_and_execute(*, event_ids: Iterable[int]) -> int:
 
     handled = 0
     targets = _targets(event_ids)
-    for account_id, last_id in sorted(targets.items()):
+    for account_id in sorted(targets):
         kept: list[tuple[int, list[Any]]] = []
-        handled += _fanout_account(account_id, last_id, kept=kept)
+        handled += _fanout_account(account_id, kept=kept)
         # Sent after the account's lock is released: the next event of this master need
         # not wait for the venue. Its closes wait for these opens (link `opening`).
         for server_id, claimed in kept:
@@ -1249,12 +1250,14 @@ def fanout_and_execute(*, event_ids: Iterable[int]) -> int:
 FANOUT_CHUNK = 500
 # A fan-out task that finds more pending events of a master than this sends none itself.
 INLINE_MAX_EVENTS = 4
+_ANY_LATER = 2**62  # no event id is this large: every pending event of the master
 
 
-def _fanout_account(
-    account_id: int, last_id: int, *, kept: list[tuple[int, list[Any]]] | None = None
-) -> int:
-    """Fans out the pending events of one master account up to `last_id`, in order.
+def _fanout_account(account_id: int, *, kept: list[tuple[int, list[Any]]] | None = None) -> int:
+    """Fans out every pending event of one master account, in order: the task's own and
+    any stored since (committed), so that a task that finds a backlog clears it at once
+    rather than one event per queued task (the tasks queued for the later events then find
+    them done and return).
 
     A session advisory lock on the account keeps one fan-out per master at a time across
     its transactions. Each event's subscriptions are decided in chunks, each committed and
@@ -1268,14 +1271,18 @@ def _fanout_account(
     with cursor() as cur:
         cur.execute("SELECT pg_advisory_lock(%b, %b)", [_FANOUT_LOCK_SPACE, account_id])
     try:
-        events = _pending_events(account_id, last_id)
+        events = _pending_events(account_id, _ANY_LATER)
+        batch = None
         if len(events) > INLINE_MAX_EVENTS:
             # A backlog (the fan-out queue fell behind): decide every event here but leave
             # all the sending to the execute workers, in parallel, instead of holding each
-            # event's claimed orders in flight until this one process has decided the rest.
-            kept = None
+            # event's claimed orders in flight until this one process has decided the rest;
+            # and in tasks of up to EXECUTE_CHUNK orders, not one small task per event.
+            kept, batch = None, _Batch()
         for event in events:
-            _fanout_one(event, kept)
+            _fanout_one(event, kept, batch)
+        if batch is not None:
+            transaction.on_commit(batch.flush)  # after the chunks' own callbacks, in order
         return len(events)
     finally:
         with cursor() as cur:
@@ -1305,7 +1312,9 @@ def _store_context(event: EventRow) -> None:
         )
 
 
-def _fanout_one(event: EventRow, kept: list[tuple[int, list[Any]]] | None) -> None:
+def _fanout_one(
+    event: EventRow, kept: list[tuple[int, list[Any]]] | None, batch: _Batch | None = None
+) -> None:
     """One event, in chunks of FANOUT_CHUNK subscriptions, each in its own transaction; the
     event's `done` state commits with the last one.
 
@@ -1328,7 +1337,9 @@ def _fanout_one(event: EventRow, kept: list[tuple[int, list[Any]]] | None) -> No
         chunks = [
             subscriptions[i : i + FANOUT_CHUNK] for i in range(0, len(subscriptions), FANOUT_CHUNK)
         ] or [[]]
-        _fanout_chunk(event, chunks[0], n=0, last=len(chunks) == 1, kept=kept, quotes=quotes)
+        _fanout_chunk(
+            event, chunks[0], n=0, last=len(chunks) == 1, kept=kept, quotes=quotes, batch=batch
+        )
     for n in range(1, len(chunks)):
         last = n == len(chunks) - 1
         with transaction.atomic():
@@ -1336,7 +1347,7 @@ def _fanout_one(event: EventRow, kept: list[tuple[int, list[Any]]] | None) -> No
             chunk = chunks[n]
             if last and inline:
                 chunk = _subscriptions_by_id([s.id for s in chunk], lock=opening)
-            _fanout_chunk(event, chunk, n=n, last=last, kept=kept, quotes=quotes)
+            _fanout_chunk(event, chunk, n=n, last=last, kept=kept, quotes=quotes, batch=batch)
 
 
 def _fanout_chunk(
@@ -1347,6 +1358,7 @@ def _fanout_chunk(
     last: bool,
     kept: list[tuple[int, list[Any]]] | None,
     quotes: dict[tuple[int, str], Any],
+    batch: _Batch | None = None,
 ) -> None:
     ready, claimed = _fanout_event(
         event,
@@ -1359,19 +1371,50 @@ def _fanout_chunk(
         _mark_done(event)
     elif n == 0:
         _store_context(event)  # the shared inputs commit with the first instructions
-    _after_commit(ready, claimed, kept)
+    _after_commit(ready, claimed, kept, batch)
+
+
+class _Batch:
+    """Ready instructions of several events, queued together in execute tasks of
+    EXECUTE_CHUNK (a backlog of small events would otherwise make a task per event), the
+    rest when the fan-out ends. Added after each commit; whatever a crash leaves unqueued,
+    the recovery sweeper queues."""
+
+    def __init__(self) -> None:
+        self.ready: dict[int, list[int]] = defaultdict(list)
+
+    def add(self, ready: dict[int, list[int]]) -> None:
+        full: dict[int, list[int]] = {}
+        for server_id, ids in ready.items():
+            waiting = self.ready[server_id]
+            waiting.extend(ids)
+            cut = len(waiting) - len(waiting) % EXECUTE_CHUNK
+            if cut:
+                full[server_id] = waiting[:cut]
+                del waiting[:cut]
+        if full:
+            enqueue_execution(full)
+
+    def flush(self) -> None:
+        rest = {server_id: ids for server_id, ids in self.ready.items() if ids}
+        if rest:
+            enqueue_execution(rest)
+        self.ready.clear()
 
 
 def _after_commit(
     ready: dict[int, list[int]],
     claimed: tuple[int, list[Any]] | None,
     kept: list[tuple[int, list[Any]]] | None,
+    batch: _Batch | None = None,
 ) -> None:
     if not ready and not claimed:
         return
 
     def queue() -> None:
-        if ready:
+        if ready and batch is not None:
+            batch.add(ready)
+        elif ready:
             enqueue_execution(ready)
         if claimed is not None and kept is not None:
             kept.append(claimed)

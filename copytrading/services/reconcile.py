@@ -171,6 +171,7 @@ def reconcile_account(
             follower_account=account, status__in=[TradeLinkStatus.OPEN, TradeLinkStatus.OPENING]
         )
     )
+    read_at = {link.id: link.updated_at for link in links}
     busy = set(
         CopyInstruction.objects.filter(follower_account=account, status__in=_OPEN_WORK).values_list(
             "trade_link_id", flat=True
@@ -356,6 +357,17 @@ def reconcile_account(
             )
     statuses: dict[int, tuple[str, Decimal]] = {}
     with transaction.atomic():
+        # The links judged may have moved since they were read (an order recorded, a close
+        # queued meanwhile): locked and read again, a link that changed or has work under
+        # way keeps its state and gets no repair; the next run judges it afresh.
+        moved = _moved_since_read(
+            {r["trade_link_id"] for r in rows if r["trade_link_id"]}
+            | {link.id for link in closed_links},
+            read_at,
+        )
+        if moved:
+            rows = [r for r in rows if r["trade_link_id"] not in moved]
+            closed_links = [link for link in closed_links if link.id not in moved]
         if closed_links:
             update_objects(closed_links, columns=["status", "reason", "closed_at", "updated_at"])
             # A reopen repair needs the link back in `opening` so closes wait for it.
@@ -383,6 +395,25 @@ def reconcile_account(
             stop_outs=[{"login": account.login, "position_id": p} for p in sorted(stopped_out)],
         )
     return ({account.broker_server_id: inserted} if inserted else {}), statuses
+
+
+def _moved_since_read(link_ids: set[int], read_at: dict[int, Any]) -> set[int]:
+    """Of these links, those changed since `read_at` or with an instruction under way,
+    read under a row lock (in the caller's transaction)."""
+    if not link_ids:
+        return set()
+    current = dict(
+        TradeLink.objects.select_for_update()
+        .filter(id__in=link_ids)
+        .order_by("id")
+        .values_list("id", "updated_at")
+    )
+    working = set(
+        CopyInstruction.objects.filter(
+            trade_link_id__in=link_ids, status__in=_OPEN_WORK
+        ).values_list("trade_link_id", flat=True)
+    )
+    return {i for i in link_ids if i in working or current.get(i) != read_at.get(i)}
 
 
 def _stopped_out(

@@ -184,3 +184,13 @@ def test_sweeper_queues_one_task_per_master_for_its_whole_backlog(shard_and_mast
     assert fanout_events(event_ids=[ids[0]]) == 250  # the master's whole backlog, in order
     assert fanout_events(event_ids=[ids[1]]) == 10
     assert not MasterEvent.objects.exclude(fanout_state="done").exists()
+
+
+def test_a_fanout_task_clears_the_masters_later_pending_events_too(shard_and_master):
+    """Under a backlog, each queued task carries the event stored with it; the first to run
+    clears every pending event of the master (in order), the others then find nothing."""
+    shard, master = shard_and_master
+    record(shard, master, [opened(s, master.account.login, s) for s in (1, 2, 3)])
+    first, *_rest = MasterEvent.objects.order_by("id").values_list("id", flat=True)
+    assert fanout_events(event_ids=[first]) == 3
+    assert fanout_events(event_ids=list(_rest)) == 0

@@ -204,9 +204,9 @@ def test_large_fanout_hands_early_chunks_to_workers_and_sends_its_last_chunk(
     monkeypatch.setattr(fanout_module, "FANOUT_CHUNK", 2)
     decide_chunk = fanout_module._fanout_chunk
 
-    def pause_after_first_chunk(event, subscriptions, **chunk):
-        decide_chunk(event, subscriptions, **chunk)
-        if chunk["n"] == 0:
+    def pause_after_first_chunk(event, subscriptions, *, n, last, kept, **more):
+        decide_chunk(event, subscriptions, n=n, last=last, kept=kept, **more)
+        if n == 0:
             subscription_pause(subscription=subs[2], reason="customer asked", actor=None)
 
     monkeypatch.setattr(fanout_module, "_fanout_chunk", pause_after_first_chunk)

@@ -66,3 +66,44 @@ def test_a_snapshot_older_than_the_fill_or_the_close_repairs_nothing(world, dead
     followers_reconcile()
     assert not CopyInstruction.objects.filter(origin="repair").exists()
     checked(world, [master.account])
+
+
+@pytest.mark.faults_budget(45)
+def test_a_copy_close_recorded_while_reconcile_judges_gets_no_orphan_repair(
+    world, monkeypatch, deadline
+):
+    """The master closed; its copy's close is recorded after reconciliation read the links
+    (and the instructions under way) but before it wrote its repairs: no orphan close."""
+    from copytrading.models import TradeLink
+    from copytrading.services import reconcile
+
+    master = world.master()
+    sub = world.follower(master)
+    opened = world.order(master.account.login, volume=1)
+    copy_now(master_event(world, master.account, "position_opened", opened))
+    world.close(master.account.login, opened["position_id"])
+    # The close event is fanned out (its instruction ready), not yet executed.
+    closed = master_event(
+        world, master.account, "position_closed", opened, remaining_volume=Decimal("0")
+    )
+    fanout_events(event_ids=[closed.id])
+    snapshot = follower_positions(world, sub)
+    assert len(snapshot) == 1
+    (close,) = CopyInstruction.objects.filter(master_event=closed)
+    judged = reconcile._stopped_out
+
+    def close_lands_meanwhile(*args, **kwargs):
+        # Reconciliation has read the link (open) and the work under way (the close, ready):
+        # pretend it read them just before the close was sent and recorded.
+        result = judged(*args, **kwargs)
+        instructions_execute(server_id=world.servers[0].id, instruction_ids=[close.id])
+        return result
+
+    monkeypatch.setattr(reconcile, "_stopped_out", close_lands_meanwhile)
+    monkeypatch.setattr(reconcile, "_OPEN_WORK", [])  # as if read before the close existed
+    repairs, _ = reconcile_account(
+        account=sub.follower_account, positions=snapshot, fetched_at=timezone.now()
+    )
+    assert repairs == {}
+    assert TradeLink.objects.get(subscription=sub).status == "closed"
+    assert not CopyInstruction.objects.filter(origin="repair").exists()
