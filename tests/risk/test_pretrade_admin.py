@@ -33,7 +33,9 @@ def test_operations_toggle_a_server_switch_with_a_reason(client, staff_password)
     switch = ServerSwitch.objects.get(broker_server=server)
     assert (switch.active, switch.changed_by) == (True, user)
     client.post(url, {"active": "0", "reason": "maintenance over"})
-    reasons = list(switch.history.order_by("history_id").values_list("reason", flat=True))
+    reasons = list(
+        switch.history.order_by("history_id").values_list("history_change_reason", flat=True)
+    )
     assert reasons == ["switch created (off)", "broker maintenance", "maintenance over"]
     page = client.get("/admin/ops/server-switches/").content.decode()
     assert "maintenance over" in page
