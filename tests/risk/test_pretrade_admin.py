@@ -20,6 +20,13 @@ CUT = {
 }
 
 
+RISK = {
+    "code": "MAX_RISK_PER_TRADE",
+    "outcome": "pass",
+    "figures": {"risk_pct": "0.5", "max_risk_pct": "1", "sl_distance": "0.005"},
+}
+
+
 def test_operations_toggle_a_server_switch_with_a_reason(client, staff_password):
     sub = make_subscription()
     server = sub.follower_account.broker_server
@@ -58,7 +65,7 @@ def test_support_reads_the_server_switches_but_cannot_change_them(client, staff_
 def test_limits_pages_show_closeness_stops_and_check_results(client, staff_password):
     sub = make_subscription()
     SubscriptionLimits.objects.create(
-        subscription=sub, max_lots_total=D(2), max_lots_per_symbol=D(4)
+        subscription=sub, max_lots_total=D(2), max_lots_per_symbol=D(4), max_risk_per_trade_pct=1
     )
     account = sub.follower_account
     link = TradeLink.objects.create(
@@ -82,7 +89,7 @@ def test_limits_pages_show_closeness_stops_and_check_results(client, staff_passw
         rule_version="2",
         client_order_id="ct1s1",
         volume=D(1),
-        decision={"checks": [CUT]},
+        decision={"checks": [CUT, RISK]},
     )
     skipped = CopyInstruction.objects.create(
         subscription=sub,
@@ -98,6 +105,7 @@ def test_limits_pages_show_closeness_stops_and_check_results(client, staff_passw
     page = client.get(f"/admin/copytrading/copysubscription/{sub.pk}/change/").content.decode()
     assert "MAX_LOTS_TOTAL: 1 of 2 (50% used)" in page
     assert "MAX_LOTS_PER_SYMBOL: 1 of 4 (25% used)" in page
+    assert "MAX_RISK_PER_TRADE: 0.5 of 1 (50% used)" in page  # as the last open saw it
     assert f"/admin/copytrading/copyinstruction/{inst.pk}/change/" in page  # the cut
     assert f"/admin/copytrading/copyinstruction/{skipped.pk}/change/" in page  # the skip
     limits = SubscriptionLimits.objects.get(subscription=sub)
