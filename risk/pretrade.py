@@ -7,6 +7,7 @@ both): {"rule", "value", "limit", "used_pct", "fired", "unit", "detail"}.
 
 from __future__ import annotations
 
+import contextlib
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -34,14 +35,18 @@ _HELD = [TradeLinkStatus.OPENING, TradeLinkStatus.OPEN, TradeLinkStatus.PENDING]
 _PCT = Decimal("0.1")
 
 
-def _figure(rule: str, value: Decimal, limit: Decimal, detail: str) -> dict[str, Any]:
+def _figure(
+    rule: str, value: Decimal, limit: Decimal, detail: str, *, reached_fires: bool = True
+) -> dict[str, Any]:
+    """One closeness line. A lots limit fires once reached (no further lot fits); a
+    per-trade limit only beyond it (equal passes)."""
     used = (value / limit * 100).quantize(_PCT, rounding=ROUND_HALF_UP) if limit else Decimal(0)
     return {
         "rule": rule,
         "value": str(value),
         "limit": str(limit),
         "used_pct": str(used),
-        "fired": value >= limit,
+        "fired": value >= limit if reached_fires else value > limit,
         "unit": "amount",
         "detail": detail,
     }
@@ -49,7 +54,8 @@ def _figure(rule: str, value: Decimal, limit: Decimal, detail: str) -> dict[str,
 
 def pretrade_closeness(limits: SubscriptionLimits) -> list[dict[str, Any]]:
     """How close each pre-trade limit that is set is to firing now: open copied lots (in
-    total, and on the most held symbol) and the follower account's leverage (used margin x
+    total, and on the most held symbol), the per-trade limits as the last checked open saw
+    them (risk per trade, slippage, margin), and the follower account's leverage (used margin x
     account leverage / equity, from the last account snapshot). A lots figure at 100% means
     the next open is skipped; below, it is cut to what is left."""
     figures: list[dict[str, Any]] = []
@@ -80,6 +86,7 @@ def pretrade_closeness(limits: SubscriptionLimits) -> list[dict[str, Any]]:
                     f"most held symbol: {top['follower_symbol']}",
                 )
             )
+    figures.extend(_last_open_figures(limits))
     if limits.max_leverage:
         account = limits.subscription.follower_account
         leverage = (
@@ -96,6 +103,56 @@ def pretrade_closeness(limits: SubscriptionLimits) -> list[dict[str, Any]]:
             )
         )
     return figures
+
+
+# Per-trade checks: (check code, figure compared, the limit's figure), read from the last
+# open the checks ran on: what the next one of the same size and price would see.
+_PER_TRADE = (
+    ("MAX_RISK_PER_TRADE", "risk_pct", "max_risk_pct"),
+    ("MAX_SLIPPAGE", "distance", "max_slippage"),
+    ("INSUFFICIENT_MARGIN", "required_margin", "free_margin"),
+)
+
+
+def _last_open_figures(limits: SubscriptionLimits) -> list[dict[str, Any]]:
+    """How close each per-trade limit that is set (risk per trade, slippage, margin) came on
+    the latest open that check ran on: one query per such limit."""
+    wanted = {
+        "MAX_RISK_PER_TRADE": bool(limits.max_risk_per_trade_pct),
+        "MAX_SLIPPAGE": bool(limits.max_slippage),
+        "INSUFFICIENT_MARGIN": limits.margin_policy != "off",
+    }
+    found = []
+    for code, value, limit in _PER_TRADE:
+        if not wanted[code]:
+            continue
+        last = (
+            CopyInstruction.objects.filter(
+                subscription_id=limits.subscription_id,
+                decision__checks__contains=[{"code": code}],
+            )
+            .order_by("-id")
+            .values_list("id", "decision")
+            .first()
+        )
+        if last is None:
+            continue
+        inst_id, decision = last
+        for check in decision.get("checks") or []:
+            figures = check.get("figures") or {}
+            if check.get("code") != code or value not in figures or limit not in figures:
+                continue
+            with contextlib.suppress(ArithmeticError):
+                found.append(
+                    _figure(
+                        code,
+                        Decimal(figures[value]),
+                        Decimal(figures[limit]),
+                        f"at the last open checked (instruction {inst_id}): {check['outcome']}",
+                        reached_fires=False,
+                    )
+                )
+    return found
 
 
 def pretrade_stops(subscription_id: int, *, limit: int = 10) -> list[CopyInstruction]:

@@ -20,6 +20,13 @@ CUT = {
 }
 
 
+RISK = {
+    "code": "MAX_RISK_PER_TRADE",
+    "outcome": "pass",
+    "figures": {"risk_pct": "0.5", "max_risk_pct": "1", "sl_distance": "0.005"},
+}
+
+
 def test_operations_toggle_a_server_switch_with_a_reason(client, staff_password):
     sub = make_subscription()
     server = sub.follower_account.broker_server
@@ -33,7 +40,9 @@ def test_operations_toggle_a_server_switch_with_a_reason(client, staff_password)
     switch = ServerSwitch.objects.get(broker_server=server)
     assert (switch.active, switch.changed_by) == (True, user)
     client.post(url, {"active": "0", "reason": "maintenance over"})
-    reasons = list(switch.history.order_by("history_id").values_list("reason", flat=True))
+    reasons = list(
+        switch.history.order_by("history_id").values_list("history_change_reason", flat=True)
+    )
     assert reasons == ["switch created (off)", "broker maintenance", "maintenance over"]
     page = client.get("/admin/ops/server-switches/").content.decode()
     assert "maintenance over" in page
@@ -56,7 +65,7 @@ def test_support_reads_the_server_switches_but_cannot_change_them(client, staff_
 def test_limits_pages_show_closeness_stops_and_check_results(client, staff_password):
     sub = make_subscription()
     SubscriptionLimits.objects.create(
-        subscription=sub, max_lots_total=D(2), max_lots_per_symbol=D(4)
+        subscription=sub, max_lots_total=D(2), max_lots_per_symbol=D(4), max_risk_per_trade_pct=1
     )
     account = sub.follower_account
     link = TradeLink.objects.create(
@@ -80,7 +89,7 @@ def test_limits_pages_show_closeness_stops_and_check_results(client, staff_passw
         rule_version="2",
         client_order_id="ct1s1",
         volume=D(1),
-        decision={"checks": [CUT]},
+        decision={"checks": [CUT, RISK]},
     )
     skipped = CopyInstruction.objects.create(
         subscription=sub,
@@ -96,6 +105,7 @@ def test_limits_pages_show_closeness_stops_and_check_results(client, staff_passw
     page = client.get(f"/admin/copytrading/copysubscription/{sub.pk}/change/").content.decode()
     assert "MAX_LOTS_TOTAL: 1 of 2 (50% used)" in page
     assert "MAX_LOTS_PER_SYMBOL: 1 of 4 (25% used)" in page
+    assert "MAX_RISK_PER_TRADE: 0.5 of 1 (50% used)" in page  # as the last open saw it
     assert f"/admin/copytrading/copyinstruction/{inst.pk}/change/" in page  # the cut
     assert f"/admin/copytrading/copyinstruction/{skipped.pk}/change/" in page  # the skip
     limits = SubscriptionLimits.objects.get(subscription=sub)
