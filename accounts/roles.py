@@ -13,13 +13,28 @@ COMPLIANCE = "Compliance"
 SUPPORT = "Support"
 ROLES = (OPERATIONS, COMPLIANCE, SUPPORT)
 
-PROJECT_APPS = ("accounts", "brokers", "copytrading", "risk", "billing")
+PROJECT_APPS = ("accounts", "brokers", "copytrading", "risk", "billing", "audit")
 
 # Models whose rows are money or evidence: nobody deletes them from the admin.
 NO_DELETE_MODELS = {"customer", "tradingaccount"}
 # Written only by the system (risk stops are cleared through their own action, with the
 # permission copytrading.clear_risk_stop_copysubscription): staff read them.
-READ_ONLY_MODELS = {"riskstop", "monitorstate"}
+READ_ONLY_MODELS = {
+    "riskstop",
+    "monitorstate",
+    "auditchainentry",
+    # Billing: money and evidence, written by billing.services only.
+    "feeaccrual",
+    "feereversal",
+    "ledgeraccount",
+    "ledgertransaction",
+    "ledgerleg",
+    "settlement",
+    "settlementline",
+    "balanceop",
+    "feedebt",
+    "cashmovement",
+}
 
 SUPPORT_VIEW_MODELS = {
     "customer",
@@ -32,8 +47,17 @@ SUPPORT_VIEW_MODELS = {
     "masterlimits",
     "monitorstate",
     "riskstop",
+    # ...and whether a broker server's switch stops openings (why a trade was not copied).
+    "serverswitch",
+    # Billing: what a customer is charged and owes, and under which schedule.
+    "feeschedule",
+    "feeaccrual",
+    "feedebt",
+    "settlement",
 }
 SUPPORT_EXTRA = {"copytrading.pause_copysubscription"}
+# Compliance changes nothing but reverses a fee accrual (with a reason).
+COMPLIANCE_EXTRA = {"billing.reverse_feeaccrual"}
 
 
 def _role_codenames(role: str, perms: list[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -43,7 +67,7 @@ def _role_codenames(role: str, perms: list[tuple[str, str]]) -> set[tuple[str, s
         action, _, model = codename.partition("_")
         base_model = model.removeprefix("historical")
         if role == COMPLIANCE:
-            if action == "view":
+            if action == "view" or f"{app_label}.{codename}" in COMPLIANCE_EXTRA:
                 chosen.add((app_label, codename))
         elif role == SUPPORT:
             if action == "view" and base_model in SUPPORT_VIEW_MODELS:

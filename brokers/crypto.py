@@ -46,3 +46,24 @@ def decrypt_credentials(token: str) -> dict[str, str]:
             "they were encrypted with."
         ) from exc
     return json.loads(payload)
+
+
+def reencrypt_credentials(token: str) -> str:
+    """`token` re-encrypted under the first key of CREDENTIALS_KEYS (MultiFernet.rotate);
+    raises CredentialsError when no configured key decrypts it."""
+    try:
+        return _fernet(tuple(settings.CREDENTIALS_KEYS)).rotate(token.encode()).decode()
+    except InvalidToken as exc:
+        raise CredentialsError(
+            "Broker credentials cannot be decrypted: CREDENTIALS_KEYS does not hold the key "
+            "they were encrypted with."
+        ) from exc
+
+
+def encrypted_with_first_key(token: str) -> bool:
+    """The first key alone decrypts `token` (once all do, the older keys can be retired)."""
+    try:
+        _fernet(tuple(settings.CREDENTIALS_KEYS[:1])).decrypt(token.encode())
+    except InvalidToken:
+        return False
+    return True

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from config.history import save_audited
 
-from .crypto import encrypt_credentials
+from .crypto import CredentialsError, encrypt_credentials, reencrypt_credentials
 from .models import BrokerServer, Symbol
 
 
@@ -50,6 +50,34 @@ def broker_server_set_credentials(
     server.credentials_encrypted = encrypt_credentials(credentials)
     server.credentials_rotated_at = timezone.now()
     save_audited(server, actor=actor, reason=reason or "credentials rotated")
+
+
+def broker_credentials_reencrypt() -> dict[str, int]:
+    """Re-encrypts every server's stored credentials under the first key of
+    CREDENTIALS_KEYS (key rotation: add the new key first, run this, then drop the old
+    keys). Returns {"servers": with credentials, "reencrypted": rows written}.
+
+    Guards: each row is locked while it is rewritten, in id order; the credentials
+    themselves do not change, so history (which never holds the ciphertext) records
+    nothing; a row no configured key decrypts stops the run, naming the server, with the
+    rows before it already re-encrypted (rerunning is harmless).
+    """
+    servers = reencrypted = 0
+    ids = BrokerServer.objects.exclude(credentials_encrypted="").order_by("id")
+    for server_id in ids.values_list("id", flat=True):
+        with transaction.atomic():
+            server = BrokerServer.objects.select_for_update().get(pk=server_id)
+            if not server.credentials_encrypted:
+                continue
+            servers += 1
+            try:
+                token = reencrypt_credentials(server.credentials_encrypted)
+            except CredentialsError as exc:
+                raise CredentialsError(f"broker server {server.name!r}: {exc}") from exc
+            # Only the ciphertext, a field history does not track (see BrokerServer).
+            BrokerServer.objects.filter(pk=server.pk).update(credentials_encrypted=token)
+            reencrypted += 1
+    return {"servers": servers, "reencrypted": reencrypted}
 
 
 def symbols_sync(*, server: BrokerServer, actor: Any = None) -> dict[str, int]:

@@ -24,6 +24,8 @@ from typing import Any
 import psycopg
 from django.db import connection, models
 
+from config.history import refuse_history_bypass
+
 # Column types whose psycopg binary dumper beats the text one; anything else goes as text.
 _BINARY_PREFIXES = ("bigint", "integer", "smallint", "boolean", "varchar", "text", "timestamp")
 
@@ -174,7 +176,8 @@ def insert_sql(
     returning: Sequence[str] = ("id",),
 ) -> tuple[str, list[Any]]:
     """The INSERT statement of insert_rows_returning and its params, for a caller that
-    runs it inside a larger statement (a CTE)."""
+    runs it inside a larger statement (a CTE). Refuses a model that keeps history."""
+    refuse_history_bypass(model, columns, "insert")
     fields = [model._meta.get_field(c) for c in columns]
     getters = [_item(f.attname) for f in fields]
     cols = _Columns(fields, getters, rows)
@@ -242,7 +245,9 @@ def update_sql(
     returning: Sequence[str] = (),
 ) -> tuple[str, list[Any]]:
     """The UPDATE ... FROM unnest(...) of `rows` (`get(attname)` reads a value of a row),
-    with an optional extra condition on the target row `t`, and its params."""
+    with an optional extra condition on the target row `t`, and its params. Refuses
+    columns that a model's history keeps (only untracked readings may be written here)."""
+    refuse_history_bypass(model, columns, "update")
     get = get or _attr
     fields = [model._meta.get_field(c) for c in columns]
     pk = model._meta.pk

@@ -20,8 +20,9 @@ from django.db.models import Count, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.safestring import mark_safe
 from simple_history.admin import SimpleHistoryAdmin
 from unfold.admin import ModelAdmin, StackedInline, TabularInline
 from unfold.decorators import action
@@ -852,6 +853,28 @@ class FollowerOrderInline(StackedInline):
         return False
 
 
+def checks_html(checks: list[dict[str, Any]]) -> str:
+    """The pre-trade check results of a decision, one line each: "MAX_LOTS_TOTAL cut:
+    cut_to 0.5, max_lots 1.5, open_lots 1, volume 1"."""
+    if not checks:
+        return "none (no pre-trade limit applied)"
+    return format_html_join(
+        mark_safe("<br>"),  # noqa: S308 - a constant
+        "<span class='bo-check-{}'><strong>{}</strong> {}{}</span>",
+        (
+            (
+                c.get("outcome", ""),
+                c.get("code", ""),
+                c.get("outcome", ""),
+                ": " + ", ".join(f"{k} {v}" for k, v in sorted((c.get("figures") or {}).items()))
+                if c.get("figures")
+                else "",
+            )
+            for c in checks
+        ),
+    )
+
+
 @admin.register(CopyInstruction)
 class CopyInstructionAdmin(ReadOnlyAdmin):
     list_display = (
@@ -874,6 +897,11 @@ class CopyInstructionAdmin(ReadOnlyAdmin):
     list_select_related = ("follower_account",)
     inlines = [FollowerOrderInline]
     show_full_result_count = False
+    readonly_fields = ("pretrade_checks",)
+
+    @admin.display(description="pre-trade checks")
+    def pretrade_checks(self, obj: CopyInstruction) -> str:
+        return checks_html((obj.decision or {}).get("checks") or [])
 
 
 class TransitionInline(TabularInline):

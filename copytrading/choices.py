@@ -70,6 +70,7 @@ class CopyInstructionAction(models.TextChoices):
 class CopyInstructionStatus(models.TextChoices):
     SKIPPED = "skipped", "Skipped"
     WAITING = "waiting", "Waiting for the open it follows"
+    MARKET = "market", "Waiting for the market to open"
     READY = "ready", "Ready to send"
     IN_FLIGHT = "in_flight", "In flight"
     DONE = "done", "Done"

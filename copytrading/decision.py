@@ -17,6 +17,14 @@ again. Changes that alter no answer (speed, wording of this docstring) keep the
 version. New input fields need a default that reproduces the old behaviour, so old
 stored inputs still load.
 
+Rules 2 (now) are rules 1 followed by the pre-trade risk checks of `risk.checks` on
+opening decisions (`open`, `place_pending`): the subscription's limits (lots per symbol
+and in total, leverage, risk per trade, margin, slippage, the master's stop loss) can
+skip an open with their reason code, cut its volume, or send it as a limit order at the
+master's price; a closed market can make an open wait (`market_closed_policy` wait). Every
+check result is in the decision's `checks`. Without limits the answer is rules 1's: see
+risk/pretrade.md.
+
 What each master event kind does (after the checks below):
 
 - `position_opened`: `open` at market, sized by the subscription. A synthetic event
@@ -98,6 +106,7 @@ Where the spec is silent, these rules apply (a mature copier's defaults):
 
 from __future__ import annotations
 
+import dataclasses
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
@@ -106,6 +115,8 @@ from enum import Enum, IntEnum, StrEnum
 from functools import lru_cache
 from types import MappingProxyType, NoneType, UnionType
 from typing import Any, Self
+
+from risk.checks import CheckResult, Exposure, FollowerQuote, PretradeLimits, run_checks
 
 from .sizing import Sized, VolumeMode, copy_volume, partial_close_volume
 from .symbols import Resolution, SymbolsMode, resolve_follower_symbol, symbol_selected
@@ -140,7 +151,7 @@ __all__ = [
     "follower_levels",
 ]
 
-RULE_VERSION = "1"
+RULE_VERSION = "2"
 
 
 # ---------------------------------------------------------------------------
@@ -246,6 +257,17 @@ class SkipReason(StrEnum):
     # Nothing for this follower to do, or an event these rules do not handle.
     NOTHING_TO_DO = "NOTHING_TO_DO"
     UNSUPPORTED_EVENT = "UNSUPPORTED_EVENT"
+    # Pre-trade risk checks (rules 2, risk.checks).
+    NO_MASTER_SL = "NO_MASTER_SL"
+    MAX_SLIPPAGE = "MAX_SLIPPAGE"
+    NO_PRICE = "NO_PRICE"
+    MAX_LOTS_PER_SYMBOL = "MAX_LOTS_PER_SYMBOL"
+    MAX_LOTS_TOTAL = "MAX_LOTS_TOTAL"
+    MAX_LEVERAGE = "MAX_LEVERAGE"
+    MAX_RISK_PER_TRADE = "MAX_RISK_PER_TRADE"
+    INSUFFICIENT_MARGIN = "INSUFFICIENT_MARGIN"
+    MARKET_WAIT_EXPIRED = "MARKET_WAIT_EXPIRED"
+    MASTER_POSITION_CLOSED = "MASTER_POSITION_CLOSED"
 
 
 # ---------------------------------------------------------------------------
@@ -286,7 +308,7 @@ def _encode(value: Any) -> Any:
         return value
     if isinstance(value, tuple):
         return [_encode(v) for v in value]
-    if isinstance(value, _Codec):
+    if isinstance(value, _Codec | CheckResult | PretradeLimits | Exposure | FollowerQuote):
         return value.to_dict()
     raise TypeError(f"cannot encode {type(value).__name__} (float never carries money)")
 
@@ -343,7 +365,9 @@ def _decoder_for(hint: Any) -> Callable[[Any], Any]:
         return _decode_str
     if isinstance(hint, type) and issubclass(hint, Enum):
         return hint
-    if isinstance(hint, type) and issubclass(hint, _Codec):
+    if isinstance(hint, type) and (
+        issubclass(hint, _Codec) or hint in (CheckResult, PretradeLimits, Exposure, FollowerQuote)
+    ):
         return hint.from_dict
     raise TypeError(f"unsupported field type {hint}")
 
@@ -566,6 +590,12 @@ class DecisionInputs(_Codec):
     `open_copied_positions`: open follower positions copied on this subscription.
     `fx_rate`: follower currency units per master currency unit, for proportional
     sizing across currencies.
+
+    Rules 2 add the pre-trade risk inputs (all None by default: no checks, the answer of
+    rules 1): `limits` (None: no pre-trade limit set), `exposure` (what the subscription
+    holds and the account's margin), `quote` (the follower symbol's current quote). An
+    open waiting for its market is decided again with `waited_seconds` (since it was
+    first decided) and `master_position_open`.
     """
 
     event: MasterEvent
@@ -578,6 +608,11 @@ class DecisionInputs(_Codec):
     open_copied_positions: int = 0
     kill_switches: KillSwitches = _NO_SWITCHES
     fx_rate: Decimal | None = None
+    limits: PretradeLimits | None = None
+    exposure: Exposure | None = None
+    quote: FollowerQuote | None = None
+    waited_seconds: int | None = None
+    master_position_open: bool = True
 
 
 # ---------------------------------------------------------------------------
@@ -609,10 +644,17 @@ class CopyDecision(_Codec):
     tp: Decimal | None = None
     follower_position_ids: tuple[str, ...] = ()
     follower_order_id: str | None = None
+    checks: tuple[CheckResult, ...] = ()
+    market_wait_seconds: int = 0
 
     @property
     def skipped(self) -> bool:
         return self.action is CopyAction.SKIP
+
+    @property
+    def waits_for_market(self) -> bool:
+        """An open decided while its market is closed, to be sent when it reopens."""
+        return any(c.outcome == "wait" for c in self.checks)
 
 
 # ---------------------------------------------------------------------------
@@ -1078,9 +1120,122 @@ def _decide_v1(inputs: DecisionInputs) -> CopyDecision:
 
 
 # ---------------------------------------------------------------------------
+# Rules, version 2: version 1, then the pre-trade risk checks (risk.checks) on opens.
+# Without limits (`inputs.limits` None) the answer is version 1's, under version 2.
+
+_V2 = "2"
+
+
+def _skip_v2(reason: SkipReason, detail: str, checks: tuple[CheckResult, ...] = ()) -> CopyDecision:
+    return CopyDecision(
+        rule_version=_V2, action=CopyAction.SKIP, reason=reason, detail=detail, checks=checks
+    )
+
+
+def _as_v2(decision: CopyDecision) -> CopyDecision:
+    """Rules 1's fresh decision, relabelled as rules 2's. Set in place: the object was just
+    made by rules 1 and nothing else holds it, and dataclasses.replace costs more than the
+    rest of deciding for a follower without limits (the fan-out's hot path)."""
+    object.__setattr__(decision, "rule_version", _V2)
+    return decision
+
+
+def _decide_v2(inputs: DecisionInputs) -> CopyDecision:
+    limits = inputs.limits
+    event = inputs.event
+    wait_seconds = limits.market_wait_seconds if limits is not None else 0
+    if inputs.waited_seconds is not None:
+        # An open that waited for its market, decided again.
+        if not inputs.master_position_open:
+            return _skip_v2(
+                SkipReason.MASTER_POSITION_CLOSED,
+                f"master position {event.position_id} closed while the follower's market "
+                f"was closed",
+            )
+        if inputs.waited_seconds > wait_seconds:
+            check = CheckResult(
+                "MARKET_CLOSED",
+                "skip",
+                (("max", str(wait_seconds)), ("waited_seconds", str(inputs.waited_seconds))),
+            )
+            return _skip_v2(
+                SkipReason.MARKET_WAIT_EXPIRED,
+                f"waited {inputs.waited_seconds} s for the market, more than "
+                f"market_wait_seconds {wait_seconds}",
+                (check,),
+            )
+    decision = _decide_v1(inputs)
+    if limits is None:
+        return _as_v2(decision)
+    waits = False
+    spec = inputs.follower_symbol
+    if (
+        decision.reason is SkipReason.MARKET_CLOSED
+        and limits.market_closed_policy == "wait"
+        and event.kind is EventKind.POSITION_OPENED
+        and spec is not None
+    ):
+        # Decided as if the market were open; sent when it opens.
+        reopened = dataclasses.replace(spec, trading=True)
+        decision = _decide_v1(dataclasses.replace(inputs, follower_symbol=reopened))
+        waits = decision.action is CopyAction.OPEN
+    decision = _as_v2(decision)
+    if decision.action not in (CopyAction.OPEN, CopyAction.PLACE_PENDING):
+        return decision
+    assert spec is not None
+    assert decision.volume is not None
+    pending = decision.action is CopyAction.PLACE_PENDING
+    outcome = run_checks(
+        limits=limits,
+        side=str(decision.side),
+        volume=decision.volume,
+        pending=pending,
+        order_price=event.price,
+        master_sl=event.sl,
+        follower_sl=decision.sl,
+        quote=inputs.quote,
+        exposure=inputs.exposure or Exposure(),
+        equity=inputs.follower.equity,
+        min_volume=max(inputs.subscription.min_volume, spec.min_volume),
+        step=spec.volume_step,
+    )
+    lines = "; ".join(c.line() for c in outcome.checks if c.outcome != "pass")
+    if outcome.volume is None:
+        assert outcome.reason is not None
+        return _skip_v2(SkipReason(outcome.reason), outcome.detail, outcome.checks)
+    checks = outcome.checks
+    detail = decision.detail + (f"; {lines}" if lines else "")
+    if outcome.limit_price is not None:
+        decision = dataclasses.replace(
+            decision,
+            action=CopyAction.PLACE_PENDING,
+            order_type=OrderType.LIMIT,
+            price=outcome.limit_price,
+        )
+        detail += f"; sent as a limit order at the master's price {outcome.limit_price}"
+    market_wait = 0
+    if not pending and limits.market_closed_policy == "wait":
+        market_wait = wait_seconds
+        if waits:
+            checks += (
+                CheckResult("MARKET_CLOSED", "wait", (("market_wait_seconds", str(market_wait)),)),
+            )
+            detail += f"; market closed: waits up to {market_wait} s for it to open"
+    return dataclasses.replace(
+        decision,
+        volume=outcome.volume,
+        detail=detail,
+        checks=checks,
+        market_wait_seconds=market_wait,
+    )
+
+
+# ---------------------------------------------------------------------------
 # Registry and entry points
 
-RULES: Mapping[str, Callable[[DecisionInputs], CopyDecision]] = MappingProxyType({_V1: _decide_v1})
+RULES: Mapping[str, Callable[[DecisionInputs], CopyDecision]] = MappingProxyType(
+    {_V1: _decide_v1, _V2: _decide_v2}
+)
 
 
 def decide(inputs: DecisionInputs, *, rule_version: str = RULE_VERSION) -> CopyDecision:

@@ -448,6 +448,12 @@ class CopyInstruction(models.Model):
                 name="copyinstruction_open_work",
             ),
             models.Index(fields=["subscription", "status"], name="copyinstruction_sub_status"),
+            # Opens waiting for a closed market: the recovery task re-decides them.
+            models.Index(
+                fields=["created_at"],
+                condition=Q(status="market"),
+                name="copyinstruction_market_wait",
+            ),
         ]
 
     def __str__(self) -> str:

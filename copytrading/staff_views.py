@@ -25,7 +25,6 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db.models import Model, OuterRef, Q, Subquery
 from django.http import (
-    Http404,
     HttpRequest,
     HttpResponse,
     HttpResponseRedirect,
@@ -68,6 +67,8 @@ REMEDY_PERMISSION = "copytrading.change_copysubscription"
 LINEAGE_PERMISSION = "copytrading.view_followerorder"
 KILL_SWITCH_VIEW_PERMISSION = "risk.view_killswitch"
 KILL_SWITCH_CHANGE_PERMISSION = "risk.change_killswitch"
+SERVER_SWITCH_VIEW_PERMISSION = "risk.view_serverswitch"
+SERVER_SWITCH_CHANGE_PERMISSION = "risk.change_serverswitch"
 
 LIVE_SNAPSHOT_LIMIT = 500
 
@@ -577,6 +578,62 @@ def kill_switch(request: HttpRequest) -> HttpResponse:
     )
 
 
+@staff_page(SERVER_SWITCH_VIEW_PERMISSION)
+def server_switches(request: HttpRequest) -> HttpResponse:
+    """The switch of every broker server: its state, a toggle with a reason, its history."""
+    from brokers.models import BrokerServer
+    from risk.models import ServerSwitch
+
+    switches = {s.broker_server_id: s for s in ServerSwitch.objects.select_related("changed_by")}
+    servers = [
+        (server, switches.get(server.pk)) for server in BrokerServer.objects.order_by("name")
+    ]
+    history = []
+    if request.user.has_perm("risk.view_historicalserverswitch"):
+        history = list(
+            ServerSwitch.history.select_related("history_user", "broker_server").order_by(
+                "-history_id"
+            )[:30]
+        )
+    return render(
+        request,
+        "admin/risk/serverswitch/switches.html",
+        {
+            "servers": servers,
+            "can_change": request.user.has_perm(SERVER_SWITCH_CHANGE_PERMISSION),
+            "history": history,
+        },
+        title="Server switches",
+    )
+
+
+@staff_page(SERVER_SWITCH_CHANGE_PERMISSION)
+def server_switch_toggle(request: HttpRequest, server_id: int) -> HttpResponse:
+    """Turns one server's switch on (`active` 1) or off, with a reason; back to the page."""
+    from brokers.models import BrokerServer
+    from risk.services import server_switch_set
+
+    back = HttpResponseRedirect(reverse("staff:server-switches"))
+    server = get_object_or_404(BrokerServer, pk=server_id)
+    form = ReasonForm(request.POST or None)
+    if request.method != "POST":
+        return back
+    if not form.is_valid():
+        messages.error(request, "A reason is required to change a server switch.")
+        return back
+    active = request.POST.get("active") == "1"
+    server_switch_set(
+        server=server, active=active, reason=form.cleaned_data["reason"], actor=request.user
+    )
+    messages.warning(
+        request,
+        f"{server}: switch ON, no new opening order for its followers or from its masters."
+        if active
+        else f"{server}: switch off, copying opens positions again.",
+    )
+    return back
+
+
 # -- lineage ----------------------------------------------------------------------------
 
 
@@ -600,6 +657,15 @@ class Lineage:
             return {}
         shared = (self.event.decision_context or {}) if self.event else {}
         return {**shared, **self.instruction.inputs}
+
+    @property
+    def checks(self) -> str:
+        """The pre-trade check results of the instruction's decision, as the admin shows them."""
+        from .admin import checks_html
+
+        if self.instruction is None:
+            return ""
+        return checks_html((self.instruction.decision or {}).get("checks") or [])
 
     @property
     def raw_json(self) -> str:
@@ -645,8 +711,15 @@ def lineage_of_order(order: FollowerOrder) -> Lineage:
             .select_related("actor")
             .order_by("id")
         ),
-        fees=[],  # billing has no models yet: the page keeps the place for them
+        fees=_fees(inst.subscription_id),
     )
+
+
+def _fees(subscription_id: int) -> list[Any]:
+    """Step 6: the fees of the trade's subscription (billing)."""
+    from billing.staff_views import fees_of_subscription
+
+    return fees_of_subscription(subscription_id)
 
 
 def _order_for_link(link: TradeLink) -> FollowerOrder | None:
@@ -674,7 +747,7 @@ def lineage_link(request: HttpRequest, link_id: int) -> HttpResponse:
     link = get_object_or_404(TradeLink, pk=link_id)
     order = _order_for_link(link)
     if order is None:
-        lineage = Lineage(None, None, None, link, [], [], [], [], [])
+        lineage = Lineage(None, None, None, link, [], [], [], [], _fees(link.subscription_id))
         first = (
             CopyInstruction.objects.filter(trade_link=link)
             .select_related("master_event")
@@ -688,10 +761,11 @@ def lineage_link(request: HttpRequest, link_id: int) -> HttpResponse:
     return _lineage_page(request, lineage, f"Lineage of trade link {link.id}")
 
 
-@staff_page(LINEAGE_PERMISSION)
 def lineage_fee(request: HttpRequest, fee_id: int) -> HttpResponse:
-    """Fee accruals come with billing; until then there is nothing to trace."""
-    raise Http404("No fee accruals exist yet (billing has no models).")
+    """The lineage of one fee accrual: billing's page (its own permission check)."""
+    from billing.staff_views import fee_lineage
+
+    return fee_lineage(request, fee_id)
 
 
 def _lineage_page(request: HttpRequest, lineage: Lineage, title: str) -> HttpResponse:
@@ -923,6 +997,8 @@ urlpatterns = [
     path("drift/", drift, name="drift"),
     path("drift/<int:account_id>/", drift_account, name="drift-account"),
     path("kill-switch/", kill_switch, name="kill-switch"),
+    path("server-switches/", server_switches, name="server-switches"),
+    path("server-switches/<int:server_id>/", server_switch_toggle, name="server-switch-toggle"),
     path("lineage/order/<int:order_id>/", lineage_order, name="lineage-order"),
     path("lineage/link/<int:link_id>/", lineage_link, name="lineage-link"),
     path("lineage/fee/<int:fee_id>/", lineage_fee, name="lineage-fee"),

@@ -71,10 +71,13 @@ def execute_instructions(server_id: int, instruction_ids: list[int]) -> None:
 
 @shared_task(name="copytrading.recover_instructions", ignore_result=True)
 def recover_instructions() -> None:
-    """Queues again instructions stuck in flight or whose task was lost."""
+    """Queues again instructions stuck in flight or whose task was lost, and decides again
+    the opens waiting for a closed market."""
     from .services.execution import instructions_recover
+    from .services.waiting import market_waits_redecide
 
     instructions_recover()
+    market_waits_redecide()
 
 
 @shared_task(name="copytrading.push_positions", ignore_result=True, acks_late=False)

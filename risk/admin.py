@@ -13,7 +13,7 @@ from simple_history.admin import SimpleHistoryAdmin
 from unfold.admin import ModelAdmin, StackedInline, TabularInline
 from unfold.decorators import action
 
-from copytrading.admin import StaffActionsMixin
+from copytrading.admin import StaffActionsMixin, checks_html
 
 from . import monitors
 from .models import (
@@ -24,6 +24,7 @@ from .models import (
     ServerSwitch,
     SubscriptionLimits,
 )
+from .pretrade import pretrade_closeness, pretrade_stops
 
 
 @admin.register(KillSwitch)
@@ -61,12 +62,24 @@ class ServerSwitchAdmin(SimpleHistoryAdmin, ModelAdmin):
     list_select_related = ("broker_server", "changed_by")
     search_fields = ("broker_server__name",)
     readonly_fields = ("broker_server", "active", "reason", "changed_by", "changed_at")
+    actions_list = ["toggle"]
+    actions_detail = ["toggle_detail"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+    @action(
+        description="Turn a server on or off (asks for a reason)", url_path="toggle", icon="power"
+    )
+    def toggle(self, request: HttpRequest) -> HttpResponse:
+        return HttpResponseRedirect(reverse("staff:server-switches"))
+
+    @action(description="Turn on or off", url_path="toggle", icon="power")
+    def toggle_detail(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return HttpResponseRedirect(reverse("staff:server-switches"))
 
 
 # -- post-trade: limits, monitor state, stops --------------------------------------------
@@ -86,6 +99,20 @@ _POSTTRADE_FIELDS = (
     "period_timezone",
     "breach_policy",
     "resume_next_period",
+)
+
+
+_PRETRADE_LIMITS = (
+    "max_lots_per_symbol",
+    "max_lots_total",
+    "max_leverage",
+    "max_risk_per_trade_pct",
+    "require_master_sl",
+    "margin_policy",
+    "max_slippage",
+    "slippage_policy",
+    "market_closed_policy",
+    "market_wait_seconds",
 )
 
 
@@ -128,20 +155,7 @@ class SubscriptionLimitsForm(forms.ModelForm):
 
     class Meta:
         model = SubscriptionLimits
-        fields = (
-            "subscription",
-            "max_lots_per_symbol",
-            "max_lots_total",
-            "max_leverage",
-            "max_risk_per_trade_pct",
-            "require_master_sl",
-            "margin_policy",
-            "max_slippage",
-            "slippage_policy",
-            "market_closed_policy",
-            "market_wait_seconds",
-            *_POSTTRADE_FIELDS,
-        )
+        fields = ("subscription", *_PRETRADE_LIMITS, *_POSTTRADE_FIELDS)
 
     def clean_period_timezone(self) -> str:
         from .rules import RuleInputError, zone
@@ -154,7 +168,46 @@ class SubscriptionLimitsForm(forms.ModelForm):
         return value
 
 
-class SubscriptionLimitsInline(StackedInline):
+class PretradeDisplayMixin:
+    """How close each pre-trade limit is to firing, and the opens the checks stopped or cut
+    (newest first, each with its check results), on the limits' pages."""
+
+    @admin.display(description="pre-trade: how close each limit is to firing")
+    def pretrade_closeness(self, obj: SubscriptionLimits) -> str:
+        if obj.pk is None:
+            return "-"
+        figures = pretrade_closeness(obj)
+        return closeness_html(figures) if figures else "no lots or leverage limit set"
+
+    @admin.display(description="pre-trade stops and cuts (latest 10)")
+    def pretrade_stops(self, obj: SubscriptionLimits) -> str:
+        if obj.pk is None:
+            return "-"
+        stops = pretrade_stops(obj.subscription_id)
+        if not stops:
+            return "none"
+        rows = (
+            (
+                reverse("admin:copytrading_copyinstruction_change", args=[inst.pk]),
+                inst.pk,
+                f"{inst.created_at:%Y-%m-%d %H:%M:%S}",
+                inst.reason or f"{inst.action} {inst.volume}",
+                checks_html((inst.decision or {}).get("checks") or []),
+            )
+            for inst in stops
+        )
+        body = format_html_join(
+            "",
+            "<tr><td><a href='{}'>#{}</a></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            rows,
+        )
+        return format_html('<table class="bo-table">{}</table>', body)
+
+
+_PRETRADE_FIELDS = (*_PRETRADE_LIMITS, "pretrade_closeness", "pretrade_stops")
+
+
+class SubscriptionLimitsInline(PretradeDisplayMixin, StackedInline):
     """The subscription's risk limits, edited on its page by Operations (history kept)."""
 
     model = SubscriptionLimits
@@ -162,28 +215,13 @@ class SubscriptionLimitsInline(StackedInline):
     extra = 0
     max_num = 1
     can_delete = False
+    readonly_fields = ("pretrade_closeness", "pretrade_stops")
     fieldsets = (
         (
             "Post-trade (monitors)",
             {"fields": _POSTTRADE_FIELDS},
         ),
-        (
-            "Pre-trade (copy decision)",
-            {
-                "fields": (
-                    "max_lots_per_symbol",
-                    "max_lots_total",
-                    "max_leverage",
-                    "max_risk_per_trade_pct",
-                    "require_master_sl",
-                    "margin_policy",
-                    "max_slippage",
-                    "slippage_policy",
-                    "market_closed_policy",
-                    "market_wait_seconds",
-                ),
-            },
-        ),
+        ("Pre-trade (copy decision)", {"fields": _PRETRADE_FIELDS}),
     )
 
 
@@ -262,10 +300,12 @@ MASTER_INLINES = [MasterLimitsInline, MasterMonitorStateInline, MasterRiskStopIn
 
 
 @admin.register(SubscriptionLimits)
-class SubscriptionLimitsAdmin(SimpleHistoryAdmin, ModelAdmin):
-    """Every subscription's limits in one list, with how close each is to firing."""
+class SubscriptionLimitsAdmin(PretradeDisplayMixin, SimpleHistoryAdmin, ModelAdmin):
+    """Every subscription's limits in one list, with how close each is to firing (the
+    post-trade monitor's reading; the pre-trade figures and stops on each limits' page)."""
 
     form = SubscriptionLimitsForm
+    readonly_fields = ("pretrade_closeness", "pretrade_stops")
     list_display = ("subscription", "follower", "closeness", "breach_policy", "updated_at")
     list_select_related = (
         "subscription__follower_account",

@@ -16,6 +16,8 @@ export DJANGO_SETTINGS_MODULE=config.settings.test
 echo "== ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+echo "== money never passes through float"
+.venv/bin/python scripts/check_floats.py
 echo "== django checks"
 .venv/bin/python manage.py check --fail-level WARNING
 .venv/bin/python manage.py makemigrations --check --dry-run >/dev/null || {

@@ -74,3 +74,26 @@ def make_staff(*, group: str | None = None, **kwargs: Any) -> Any:
     if group:
         user.groups.add(Group.objects.get(name=group))
     return user
+
+
+def verify_staff_session(client: Any, user: Any) -> Any:
+    """Marks the test client's session as verified by a confirmed TOTP device of `user`
+    (what the two-factor admin login does); returns the device."""
+    from django_otp import DEVICE_ID_SESSION_KEY
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    device, _ = TOTPDevice.objects.get_or_create(
+        user=user, name="test authenticator", defaults={"confirmed": True}
+    )
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    session.save()
+    return device
+
+
+def totp_code(device: Any) -> str:
+    """The code an authenticator app shows now for a TOTP device."""
+    from django_otp.oath import TOTP
+
+    totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
+    return str(totp.token()).zfill(device.digits)

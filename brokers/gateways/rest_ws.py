@@ -675,7 +675,7 @@ class RestWsGateway:
         data: Any = None
         if body:
             try:
-                data = json.loads(body)
+                data = json.loads(body, parse_float=Decimal)
             except ValueError:
                 data = None
                 if status < 400:
@@ -1250,9 +1250,9 @@ class RestWsStream:
                     GatewayReason.TIMEOUT, f"stream silent for {idle}s (no heartbeat)"
                 ) from None
             if message.type is aiohttp.WSMsgType.TEXT:
-                event = parse_stream_event(json.loads(message.data))
+                event = parse_stream_event(json.loads(message.data, parse_float=Decimal))
             elif message.type is aiohttp.WSMsgType.BINARY:
-                event = parse_stream_event(json.loads(message.data.decode()))
+                event = parse_stream_event(json.loads(message.data.decode(), parse_float=Decimal))
             elif message.type in (
                 aiohttp.WSMsgType.CLOSE,
                 aiohttp.WSMsgType.CLOSING,

@@ -128,7 +128,8 @@ Faults
   that many in one second answer 429 ``RATE_LIMITED``; it is the only way the venue
   produces that code.
 - ``error_rate``, ``rate_limit_per_s`` apply to each order call: ``POST /v1/orders``,
-  each item of a batch (whose result is then the error object), and position closes.
+  each item of a batch (whose result is then the error object), position closes and
+  balance operations (idempotent by ``client_op_id`` like orders).
   ``reject_rate`` applies to new orders only, never to a repeated id (an idempotent
   answer stays the same).
 - ``latency_ms`` delays every REST answer, errors and admin calls included (not

@@ -516,7 +516,8 @@ async def patch_account(request: web.Request) -> web.Response:
 
 async def balance_operation(request: web.Request) -> web.Response:
     login = _path_int(request, "login")
-    created, answer = _engine(request).balance_operation(login, await _body(request))
+    engine, body = _engine(request), await _body(request)
+    created, answer = _order_call(engine, lambda: engine.balance_operation(login, body))
     return _json(answer, 201 if created else 200)
 
 

@@ -1,5 +1,6 @@
 """Settings shared by every environment; everything that varies comes from the environment."""
 
+from datetime import timedelta as _timedelta
 from pathlib import Path
 
 import environ
@@ -26,7 +27,7 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
     # The staff admin skin (issue 7); must come before django.contrib.admin.
-    "unfold",
+    "accounts.admin_site_app.StaffUnfoldConfig",  # unfold, with the two-factor staff site
     "unfold.contrib.filters",
     "unfold.contrib.simple_history",
     "django.contrib.admin",
@@ -52,9 +53,14 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Staff two-factor login: marks request.user verified by its OTP device (issue 10).
+    "django_otp.middleware.OTPMiddleware",
+    "accounts.security.StaffSessionIdleMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
+    # Last, as django-axes requires: turns a lockout into its answer (accounts/security.py).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -185,8 +191,15 @@ CELERY_BEAT_SCHEDULE = {
     "sync-accounts": {"task": "brokers.sync_accounts", "schedule": 60.0},
     "recover-instructions": {"task": "copytrading.recover_instructions", "schedule": 5.0},
     "reconcile-followers": {"task": "copytrading.reconcile_followers", "schedule": 30.0},
+    # Client API tokens expired or revoked a day ago or more.
+    "purge-api-tokens": {"task": "accounts.purge_api_tokens", "schedule": 3600.0},
     # Risk (post-trade): periodic loss stops resume when their next period starts.
     "risk-resume-due-stops": {"task": "risk.resume_due_stops", "schedule": 30.0},
+    # Billing: accrue, crystallise and settle what is due; deposits and withdrawals.
+    "billing-run": {"task": "billing.run", "schedule": 600.0},
+    "billing-scan-cash": {"task": "billing.scan_cash", "schedule": 60.0},
+    # Audit: the hash chain over history and staff actions, checked daily (audit/chain.py).
+    "audit-verify-chain": {"task": "audit.verify_chain", "schedule": 24 * 3600.0},
 }
 
 # Listeners: shards per broker server, and how long one listener task runs before it
@@ -354,6 +367,12 @@ UNFOLD = {
                         "link": _reverse_lazy("staff:kill-switch"),
                         "permission": _perm("risk.view_killswitch"),
                     },
+                    {
+                        "title": "Server switches",
+                        "icon": "dns",
+                        "link": _reverse_lazy("staff:server-switches"),
+                        "permission": _perm("risk.view_serverswitch"),
+                    },
                     _model_item("Masters", "person_raised_hand", "copytrading", "copymaster"),
                     _model_item("Trade links", "link", "copytrading", "tradelink"),
                     _model_item("Master events", "bolt", "copytrading", "masterevent"),
@@ -382,6 +401,24 @@ UNFOLD = {
                 ],
             },
             {
+                "title": "Billing",
+                "separator": True,
+                "items": [
+                    {
+                        "title": "Statements",
+                        "icon": "request_quote",
+                        "link": _reverse_lazy("staff:billing-statements"),
+                        "permission": _perm("billing.view_feeaccrual"),
+                    },
+                    _model_item("Fee schedules", "price_change", "billing", "feeschedule"),
+                    _model_item("Fee caps", "vertical_align_top", "billing", "feecap"),
+                    _model_item("Fee accruals", "receipt", "billing", "feeaccrual"),
+                    _model_item("Settlements", "payments", "billing", "settlement"),
+                    _model_item("Fee debts", "money_off", "billing", "feedebt"),
+                    _model_item("Ledger", "account_balance_wallet", "billing", "ledgertransaction"),
+                ],
+            },
+            {
                 "title": "Support",
                 "separator": True,
                 "items": [
@@ -398,3 +435,31 @@ UNFOLD = {
         ],
     },
 }
+
+# Security (issue 10) -------------------------------------------------------------------
+# Staff two-factor login (django-otp, TOTP): the admin requires a verified device unless
+# DEBUG is on (the demo); enrol one with `manage.py staff_totp <username>`.
+INSTALLED_APPS += ["django_otp", "django_otp.plugins.otp_totp", "axes", "audit"]
+STAFF_OTP_REQUIRED = env.bool("STAFF_OTP_REQUIRED", default=not DEBUG)
+OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="Copy-trading back office")
+# A staff session ends after this long without a request (the customers' sessions live as
+# long as their API token, set at login).
+STAFF_SESSION_IDLE_SECONDS = env.int("STAFF_SESSION_IDLE_SECONDS", default=30 * 60)
+
+# Brute-force lockout (django-axes) of the admin login and POST /auth/login: 5 failures
+# within 15 minutes lock that username (staff) or that username from that address
+# (customers, so nobody can lock a customer out from elsewhere); see accounts/security.py.
+AUTHENTICATION_BACKENDS = [
+    "accounts.security.LockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = _timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = "accounts.security.lockout_parameters"
+AXES_LOCKOUT_CALLABLE = "accounts.security.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "accounts.security.client_ip"
+AXES_RESET_ON_SUCCESS = True
+# Failed attempts are kept with their form data: passwords are always masked, and so are these.
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "otp_token", "csrfmiddlewaretoken"]
+# Staff (superusers) see and clear lockouts in the admin; `manage.py axes_reset_username`.
+AXES_VERBOSE = False

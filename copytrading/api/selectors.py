@@ -30,9 +30,15 @@ def _with_followers_count(queryset: QuerySet[CopyMaster]) -> QuerySet[CopyMaster
         .annotate(n=Count("pk"))
         .values("n")
     )
-    return queryset.select_related("account").annotate(
-        followers_count=Coalesce(
-            Subquery(live_subscriptions, output_field=IntegerField()), Value(0)
+    from billing.selectors import schedules_prefetch
+
+    return (
+        queryset.select_related("account")
+        .prefetch_related(schedules_prefetch())
+        .annotate(
+            followers_count=Coalesce(
+                Subquery(live_subscriptions, output_field=IntegerField()), Value(0)
+            )
         )
     )
 
@@ -85,6 +91,13 @@ def subscription_get(*, pk: int) -> CopySubscription | None:
         .select_related("follower_account", "master_account")
         .first()
     )
+
+
+def reward_list_touching(*, customer: Customer) -> QuerySet:
+    """Fee accruals touching the customer's accounts (billing keeps them)."""
+    from billing.selectors import accrual_list_touching
+
+    return accrual_list_touching(customer=customer)
 
 
 def trade_link_list_touching(

@@ -106,8 +106,12 @@ class FeeScheduleItemSerializer(serializers.Serializer):
 
 
 def fee_schedule_of(master: Any) -> list[dict[str, Any]]:
-    """The master's fees. Billing keeps no fee schedules yet: an empty list until it does."""
-    return []
+    """The master's fees: its latest schedule version (billing.selectors)."""
+    from billing.selectors import fee_schedule_items
+
+    versions = master.fee_schedules.all()  # prefetched newest first by the selectors
+    items = fee_schedule_items(versions[0] if versions else None)
+    return FeeScheduleItemSerializer(items, many=True).data
 
 
 class MasterSerializer(serializers.Serializer):

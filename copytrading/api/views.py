@@ -236,9 +236,8 @@ class RewardListApi(ClientApiView):
         responses={200: RewardAccrualSerializer(many=True), **error_responses("VALIDATION_ERROR")},
     )
     def get(self, request: Request) -> Response:
-        page_bounds(request)
-        # Billing keeps no accruals yet; the shape is RewardAccrualSerializer.
-        return Response([])
+        rewards = selectors.reward_list_touching(customer=self.customer(request))
+        return Response(RewardAccrualSerializer(paginate(rewards, request), many=True).data)
 
 
 # Masters ---------------------------------------------------------------------

@@ -197,6 +197,11 @@ def demo_seed(
             )
         bulk_create_with_history(subs, CopySubscription, batch_size=1000)
 
+    # Billing: each demo master charges fees (billing/services/demo.py).
+    from billing.services.demo import demo_fee_schedules
+
+    demo_fee_schedules(masters=list(master_rows.values()))
+
     for customer, account in zip(customers, accounts, strict=True):
         result.customers.append(
             {"username": customer.user.username, "password": password, "accounts": [account.login]}

@@ -177,7 +177,8 @@ RETURNING i.id, i.subscription_id, i.master_event_id, i.trade_link_id, i.action,
     (i.decision->>'price')::numeric, (i.decision->>'sl')::numeric,
     (i.decision->>'tp')::numeric,
     ARRAY(SELECT jsonb_array_elements_text(i.decision->'follower_position_ids')),
-    i.decision->>'follower_order_id', {", ".join("l." + c for c in _LINK_WRITTEN)}
+    i.decision->>'follower_order_id', COALESCE((i.decision->>'market_wait_seconds')::int, 0),
+    {", ".join("l." + c for c in _LINK_WRITTEN)}
 """  # noqa: S608 - constants, not input
 
 # The orders of the claimed instructions and their first transition (`sent`), in one
@@ -210,12 +211,18 @@ _ORDER_SQL = f"SELECT instruction_id, {_ORDER_FIELDS} FROM copytrading_followero
 # pause that committed before is seen; one that commits after waits for this commit), with
 # the platform kill switch (FOR SHARE too) and the master's staff pause: risk.switches'
 # opening_blocked in the same statement.
+# The switches of the follower's and the master's broker servers are read FOR SHARE too.
 _REFUSAL_SQL = """
 SELECT s.id, s.status, s.enabled, s.deleted_at IS NOT NULL, f.enabled, m.enabled, m.paused,
-    (SELECT k.active FROM risk_killswitch AS k WHERE k.id = 1 FOR SHARE)
+    (SELECT k.active FROM risk_killswitch AS k WHERE k.id = 1 FOR SHARE),
+    EXISTS (SELECT 1 FROM risk_serverswitch AS w
+        WHERE w.active AND w.broker_server_id IN (fa.broker_server_id, ma.broker_server_id)
+        FOR SHARE)
 FROM copytrading_copysubscription AS s
 JOIN copytrading_copyfollower AS f ON f.id = s.follower_id
 JOIN copytrading_copymaster AS m ON m.id = s.master_id
+JOIN accounts_tradingaccount AS fa ON fa.id = s.follower_account_id
+JOIN accounts_tradingaccount AS ma ON ma.id = s.master_account_id
 WHERE s.id = ANY(%b) FOR SHARE OF s
 """
 
@@ -228,7 +235,7 @@ def _opening_refusal(subscription_ids: list[int]) -> dict[int, str]:
     with cursor() as cur:
         cur.execute(_REFUSAL_SQL, [subscription_ids])
         rows = cur.fetchall()
-    for sub_id, status, enabled, deleted, follower_on, master_on, paused, killed in rows:
+    for sub_id, status, enabled, deleted, follower_on, master_on, paused, killed, server in rows:
         kill_switch = bool(killed)
         if deleted:
             refused[sub_id] = "SUBSCRIPTION_DELETED"
@@ -244,6 +251,8 @@ def _opening_refusal(subscription_ids: list[int]) -> dict[int, str]:
             refused[sub_id] = d.SkipReason.MASTER_DISABLED
         elif paused:
             paused_masters.append(sub_id)
+        elif server:
+            refused[sub_id] = d.SkipReason.KILL_SWITCH
     if kill_switch:
         refused.update(
             dict.fromkeys([s for s in subscription_ids if s not in refused], "KILL_SWITCH")
@@ -283,9 +292,11 @@ def _claimed_rows(rows: list[tuple]) -> list[tuple[InstructionRow, d.CopyDecisio
     claimed = []
     for row in sorted(rows):
         inst = InstructionRow(*row[:14])
-        (login, rule_version, order_type, price, sl, tp, position_ids, order_id) = row[14:22]
-        if row[22] is not None:
-            inst.trade_link = LinkRow(*row[22:])
+        (login, rule_version, order_type, price, sl, tp, position_ids, order_id, market_wait) = row[
+            14:23
+        ]
+        if row[23] is not None:
+            inst.trade_link = LinkRow(*row[23:])
         # What sending and recording read of the stored decision, taken from its JSON in
         # SQL (a full CopyDecision.from_dict per instruction costs more than the claim).
         decision = d.CopyDecision(
@@ -300,6 +311,7 @@ def _claimed_rows(rows: list[tuple]) -> list[tuple[InstructionRow, d.CopyDecisio
             tp=tp,
             follower_position_ids=tuple(position_ids or ()),
             follower_order_id=order_id,
+            market_wait_seconds=market_wait,
         )
         claimed.append((inst, decision, login))
     return claimed
@@ -485,7 +497,22 @@ def _record_held(
             ) or GatewayReason.UNKNOWN
             message = str(outcome.error) if outcome.error is not None else outcome.result.message
             gone = reason in (GatewayReason.POSITION_NOT_FOUND, GatewayReason.ORDER_NOT_FOUND)
-            if gone and inst.action in (Action.CLOSE, Action.PARTIAL_CLOSE, Action.CANCEL_PENDING):
+            if (
+                reason == GatewayReason.MARKET_CLOSED
+                and inst.action == Action.OPEN
+                and c.decision.market_wait_seconds > 0
+            ):
+                # The subscription's market_closed_policy is wait: the open waits for the
+                # market (its link stays opening, closes wait behind it) and is decided
+                # again when it opens (services.waiting). The order keeps its client id.
+                order.status = FollowerOrderStatus.REJECTED
+                inst.status = Status.MARKET
+                inst.completed_at = None
+            elif gone and inst.action in (
+                Action.CLOSE,
+                Action.PARTIAL_CLOSE,
+                Action.CANCEL_PENDING,
+            ):
                 # Already gone at the venue (its own SL/TP, or by hand): nothing left to close.
                 order.status = FollowerOrderStatus.REJECTED
                 inst.status = Status.DONE
@@ -656,33 +683,40 @@ def _release_waiting(link_ids: list[int]) -> dict[int, list[int]]:
     for inst in waiting:
         inputs = dataclasses.replace(instruction_inputs(inst), link=link_state(inst.trade_link))
         decision = d.decide(inputs, rule_version=inst.rule_version)
-        inst.inputs = split_inputs(inputs)[1]
-        inst.decision = decision.to_dict()
-        inst.action = str(decision.action)
-        inst.reason = str(decision.reason) if decision.reason else ""
-        inst.detail = decision.detail[:500]
-        inst.volume = decision.volume
-        inst.side = str(decision.side) if decision.side else inst.side
-        inst.follower_symbol = decision.follower_symbol or inst.follower_symbol
+        apply_redecision(inst, decision, own_inputs=split_inputs(inputs)[1])
         inst.status = Status.SKIPPED if decision.skipped else Status.READY
         if not decision.skipped:
             ready[inst.follower_account.broker_server_id].append(inst.id)
     if waiting:
-        update_objects(
-            waiting,
-            columns=[
-                "inputs",
-                "decision",
-                "action",
-                "reason",
-                "detail",
-                "volume",
-                "side",
-                "follower_symbol",
-                "status",
-            ],
-        )
+        update_objects(waiting, columns=[*REDECIDED_COLUMNS, "status"])
     return ready
+
+
+REDECIDED_COLUMNS = (
+    "inputs",
+    "decision",
+    "action",
+    "reason",
+    "detail",
+    "volume",
+    "side",
+    "follower_symbol",
+)
+
+
+def apply_redecision(
+    inst: CopyInstruction, decision: d.CopyDecision, *, own_inputs: dict[str, Any]
+) -> None:
+    """Sets what an instruction decided again (never sent before) now says; the caller sets
+    the status and saves REDECIDED_COLUMNS."""
+    inst.inputs = own_inputs
+    inst.decision = decision.to_dict()
+    inst.action = str(decision.action)
+    inst.reason = str(decision.reason) if decision.reason else ""
+    inst.detail = decision.detail[:500]
+    inst.volume = decision.volume
+    inst.side = str(decision.side) if decision.side else inst.side
+    inst.follower_symbol = decision.follower_symbol or inst.follower_symbol
 
 
 def _after_commit(released: dict[int, list[int]], link_ids: list[int]) -> None:

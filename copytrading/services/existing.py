@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 from django.db import transaction
 
 from ..choices import MasterEventType
 from ..listeners import open_positions_from_events
 from ..models import CopySubscription, MasterEvent
-from .fanout import enqueue_execution, fanout_subscription_event
+from .fanout import EventRow, enqueue_execution, fanout_subscription_event, prefetch_quotes
 
 
 def subscription_copy_existing(*, subscription_id: int) -> int:
@@ -39,6 +40,10 @@ def subscription_copy_existing(*, subscription_id: int) -> int:
         .select_related("account__broker_server")
         .order_by("id")
     )
+    # The prices the pre-trade checks read, from the venues before the transaction.
+    quotes: dict[Any, Any] = {}
+    for event in openings:
+        quotes.update(prefetch_quotes(EventRow.from_model(event)))
     ready: dict[int, list[int]] = defaultdict(list)
     made = 0
     with transaction.atomic():
@@ -47,7 +52,8 @@ def subscription_copy_existing(*, subscription_id: int) -> int:
             if event.master_position_id in seen:
                 continue
             seen.add(event.master_position_id)
-            for server_id, ids in fanout_subscription_event(event, sub, existing=True).items():
+            decided = fanout_subscription_event(event, sub, existing=True, quotes=quotes)
+            for server_id, ids in decided.items():
                 ready[server_id].extend(ids)
             made += 1
         if ready:

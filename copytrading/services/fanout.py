@@ -42,6 +42,7 @@ from django.utils import timezone
 from brokers.models import Symbol, SymbolMap
 from config.bulk import cursor, insert_rows_returning
 from config.db import relax_commit
+from risk.checks import Exposure, FollowerQuote, PretradeLimits, currency_rates
 
 from .. import decision as d
 from ..choices import (
@@ -287,12 +288,21 @@ class SubRow:
     server_id: int
     suffix: str
     kill_switch: bool
+    margin: Decimal | None
+    leverage: int
+    server_switch: bool
+    master_server_switch: bool
+    limits: PretradeLimits | None = None
 
     @classmethod
     def from_model(cls, sub: CopySubscription) -> SubRow:
         account = sub.follower_account
-        from risk.switches import kill_switch_active
+        from risk.models import SubscriptionLimits
+        from risk.switches import kill_switch_active, server_switches_active
 
+        switched = server_switches_active(
+            server_ids=[account.broker_server_id, sub.master_account.broker_server_id]
+        )
         return cls(
             **{f: getattr(sub, f) for f in _SETTING_FIELDS},
             follower_account_id=sub.follower_account_id,
@@ -305,21 +315,71 @@ class SubRow:
             server_id=account.broker_server_id,
             suffix=account.broker_server.symbol_suffix,
             kill_switch=kill_switch_active(),
+            margin=account.margin,
+            leverage=account.leverage,
+            server_switch=account.broker_server_id in switched,
+            master_server_switch=sub.master_account.broker_server_id in switched,
+            limits=PretradeLimits.from_model(
+                SubscriptionLimits.objects.filter(subscription_id=sub.id).first()
+            ),
         )
+
+    @classmethod
+    def from_sql(cls, row: tuple) -> SubRow:
+        """A row of _SUBSCRIPTIONS_SQL: the subscription's columns, then its limits' (NULL
+        without a limits row)."""
+        sub = cls(*row[:_LIMIT_COLUMN])
+        if row[_LIMIT_COLUMN] is not None:
+            sub.limits = PretradeLimits.from_model(
+                _LimitsRow(*row[_LIMIT_COLUMN:])  # type: ignore[arg-type]
+            )
+        return sub
+
+
+@dataclass(slots=True)
+class _LimitsRow:
+    max_lots_per_symbol: Decimal
+    max_lots_total: Decimal
+    max_leverage: Decimal
+    max_risk_per_trade_pct: Decimal
+    require_master_sl: bool
+    margin_policy: str
+    max_slippage: Decimal
+    slippage_policy: str
+    market_closed_policy: str
+    market_wait_seconds: int
 
 
 _SETTING_FIELDS = tuple(f.name for f in dataclasses.fields(SubRow))[:19]
+_LIMIT_COLUMN = len(dataclasses.fields(SubRow)) - 1
+_LIMIT_FIELDS = tuple(f.name for f in dataclasses.fields(_LimitsRow))
 
+# The switches (platform, and per broker server of the follower and of the master) are
+# read FOR SHARE with the subscriptions: one that commits before is seen by the decision,
+# one that commits after waits for the claim (the executor's claim reads them again). The
+# limits are joined only where a pre-trade limit is set (PretradeLimits.any_set): no
+# columns to decode for the many subscriptions without.
 _SUBSCRIPTIONS_SQL = f"""
 SELECT {", ".join("s." + f for f in _SETTING_FIELDS)},
     s.follower_account_id, f.enabled, m.enabled, m.paused, a.login, a.currency, a.equity,
     a.broker_server_id, b.symbol_suffix,
-    COALESCE((SELECT k.active FROM risk_killswitch AS k WHERE k.id = 1 FOR SHARE), false)
+    COALESCE((SELECT k.active FROM risk_killswitch AS k WHERE k.id = 1 FOR SHARE), false),
+    a.margin, a.leverage,
+    COALESCE((SELECT w.active FROM risk_serverswitch AS w
+        WHERE w.broker_server_id = a.broker_server_id FOR SHARE), false),
+    COALESCE((SELECT w.active FROM risk_serverswitch AS w
+        WHERE w.broker_server_id = ma.broker_server_id FOR SHARE), false),
+    {", ".join("l." + f for f in _LIMIT_FIELDS)}
 FROM copytrading_copysubscription AS s
 JOIN copytrading_copyfollower AS f ON f.id = s.follower_id
 JOIN copytrading_copymaster AS m ON m.id = s.master_id
 JOIN accounts_tradingaccount AS a ON a.id = s.follower_account_id
+JOIN accounts_tradingaccount AS ma ON ma.id = s.master_account_id
 JOIN brokers_brokerserver AS b ON b.id = a.broker_server_id
+LEFT JOIN risk_subscriptionlimits AS l ON l.subscription_id = s.id AND (
+    l.max_lots_per_symbol > 0 OR l.max_lots_total > 0 OR l.max_leverage > 0
+    OR l.max_risk_per_trade_pct > 0 OR l.require_master_sl OR l.margin_policy <> 'off'
+    OR l.max_slippage > 0 OR l.market_closed_policy <> 'skip')
 WHERE {{where}} AND s.deleted_at IS NULL
 ORDER BY s.id
 """  # noqa: S608 - constants, not input
@@ -331,7 +391,7 @@ def _subscriptions(account_id: int, *, lock: bool) -> list[SubRow]:
     sql = _SUBSCRIPTIONS_SQL.format(where="s.master_account_id = %b")
     with cursor() as cur:
         cur.execute(sql + (" FOR SHARE OF s" if lock else ""), [account_id])
-        return [SubRow(*row) for row in cur.fetchall()]
+        return [SubRow.from_sql(row) for row in cur.fetchall()]
 
 
 def _subscriptions_by_id(ids: list[int], *, lock: bool) -> list[SubRow]:
@@ -339,7 +399,7 @@ def _subscriptions_by_id(ids: list[int], *, lock: bool) -> list[SubRow]:
     sql = _SUBSCRIPTIONS_SQL.format(where="s.id = ANY(%b)")
     with cursor() as cur:
         cur.execute(sql + (" FOR SHARE OF s" if lock else ""), [ids])
-        return [SubRow(*row) for row in cur.fetchall()]
+        return [SubRow.from_sql(row) for row in cur.fetchall()]
 
 
 @dataclass(slots=True)
@@ -476,17 +536,150 @@ def _open_counts(sub_ids: list[int]) -> dict[int, int]:
         return dict(cur.fetchall())
 
 
+_LINK_LOTS_SQL = """
+SELECT l.subscription_id, upper(l.follower_symbol), sum(l.follower_volume),
+    sum(l.follower_volume * p.price), count(*) - count(p.price)
+FROM copytrading_tradelink AS l
+CROSS JOIN LATERAL (SELECT COALESCE(l.open_price, (
+    SELECT (i.decision->>'price')::numeric FROM copytrading_copyinstruction AS i
+    WHERE i.trade_link_id = l.id AND i.action IN ('open', 'place_pending') LIMIT 1)) AS price
+) AS p
+WHERE l.subscription_id = ANY(%b) AND l.status = ANY(%b) AND NOT l.id = ANY(%b)
+GROUP BY 1, 2
+"""  # noqa: S608 - constants, not input
+_HELD_STATUSES = [
+    TradeLinkStatus.OPENING.value,
+    TradeLinkStatus.OPEN.value,
+    TradeLinkStatus.PENDING.value,
+]
+
+
+def _held_lots(
+    sub_ids: list[int], exclude: list[int]
+) -> dict[int, dict[str, tuple[Decimal, Decimal, int]]]:
+    """{subscription: {follower symbol: (open lots, sum of lots x open price, links without
+    a price)}} over the open copies (opening, open, pending) of these subscriptions. A copy
+    still opening is valued at the price its instruction was decided at."""
+    held: dict[int, dict[str, tuple[Decimal, Decimal, int]]] = defaultdict(dict)
+    with cursor() as cur:
+        cur.execute(_LINK_LOTS_SQL, [sub_ids, _HELD_STATUSES, exclude])
+        for sub_id, symbol, lots, cost, unpriced in cur.fetchall():
+            held[sub_id][symbol] = (lots, cost or Decimal(0), unpriced)
+    return held
+
+
+def _symbol_values(server_id: int) -> dict[str, tuple[Decimal, str]]:
+    """{SYMBOL: (contract size, margin currency)} of a server, cached like the specs."""
+
+    def load() -> dict[str, tuple[Decimal, str]]:
+        return {
+            name.upper(): (contract, margin)
+            for name, contract, margin in Symbol.objects.filter(
+                broker_server_id=server_id
+            ).values_list("name", "contract_size", "margin_currency")
+        }
+
+    return _cached(("symbol_values", server_id), load)
+
+
+def _exposure(
+    row: SubRow,
+    held: dict[str, tuple[Decimal, Decimal, int]],
+    symbol: str,
+) -> Exposure:
+    """What the subscription holds (lots on `symbol`, in total, notional at open prices in
+    the account currency), with the account's margin figures."""
+    values = _symbol_values(row.server_id)
+    total = Decimal(0)
+    notional: Decimal | None = Decimal(0)
+    for name, (lots, cost, unpriced) in held.items():
+        total += lots
+        contract, margin_currency = values.get(name, (None, ""))
+        quote_rate, base_rate = currency_rates(name, row.suffix, margin_currency, row.currency)
+        if notional is None or contract is None:
+            notional = None
+        elif quote_rate is not None and not unpriced:
+            notional += contract * cost * quote_rate
+        elif base_rate is not None:
+            notional += contract * lots * base_rate
+        else:
+            notional = None
+    return Exposure(
+        symbol_lots=held.get(symbol.upper(), (Decimal(0),))[0],
+        total_lots=total,
+        open_notional=notional,
+        margin=row.margin,
+        leverage=row.leverage,
+    )
+
+
+def _quote(row: SubRow, symbol: str, quotes: dict[tuple[int, str], Any]) -> FollowerQuote | None:
+    """The follower symbol's quote and currency rates for this account; None when the
+    server has no such symbol."""
+    value = _symbol_values(row.server_id).get(symbol.upper())
+    if value is None:
+        return None
+    contract, margin_currency = value
+    quote_rate, base_rate = currency_rates(symbol, row.suffix, margin_currency, row.currency)
+    bid_ask = quotes.get((row.server_id, symbol.upper()))
+    return _follower_quote(
+        contract,
+        bid_ask[0] if bid_ask else None,
+        bid_ask[1] if bid_ask else None,
+        quote_rate,
+        base_rate,
+    )
+
+
+@lru_cache(maxsize=4096)
+def _follower_quote(
+    contract: Decimal,
+    bid: Decimal | None,
+    ask: Decimal | None,
+    quote_rate: Decimal | None,
+    base_rate: Decimal | None,
+) -> FollowerQuote:
+    # One object per distinct quote: its JSON form is then cached by value (_codec_dict).
+    return FollowerQuote(
+        contract_size=contract, bid=bid, ask=ask, quote_rate=quote_rate, base_rate=base_rate
+    )
+
+
+def _follower_mapping(
+    event: EventRow, own_maps: dict[str, str] | None, server_id: int, suffix: str
+) -> d.SymbolMapping:
+    """The symbol mapping of one follower account: the server's (one shared object), or
+    with the account's own maps over it."""
+    if not own_maps:
+        return _mapping(event.master_suffix, server_id, suffix, event.master_server_id)
+    return d.SymbolMapping(
+        master_suffix=event.master_suffix,
+        follower_suffix=suffix,
+        account_maps=tuple(sorted(own_maps.items())),
+        server_maps=tuple(sorted(_server_maps(server_id, event.master_server_id).items())),
+    )
+
+
+def _needs_exposure(limits: PretradeLimits | None) -> bool:
+    return limits is not None and bool(
+        limits.max_lots_per_symbol or limits.max_lots_total or limits.max_leverage
+    )
+
+
 def build_inputs(
     event: MasterEvent | EventRow,
     subscriptions: list[CopySubscription] | list[SubRow],
     *,
     existing: bool = False,
     lock_links: bool = False,
+    quotes: dict[tuple[int, str], Any] | None = None,
 ) -> list[tuple[Any, d.DecisionInputs, LinkRecord | None]]:
     """The decision inputs of every (event, subscription), read in a fixed number of queries.
 
     Takes model instances (remedies, copying existing positions) or rows (fan-out); with
-    `lock_links`, the links are read FOR SHARE (see `_fanout_event`)."""
+    `lock_links`, the links are read FOR SHARE (see `_fanout_event`). `quotes`: {(follower
+    server id, SYMBOL): (bid, ask)} fetched before the transaction (`prefetch_quotes`); the
+    pre-trade checks that need a price answer NO_PRICE without one."""
     if not isinstance(event, EventRow):
         event = EventRow.from_model(event)
     rows = [s if isinstance(s, SubRow) else SubRow.from_model(s) for s in subscriptions]
@@ -504,28 +697,27 @@ def build_inputs(
     # Only a subscription with max_positions reads its open copies.
     counted = [s.id for s in rows if s.max_positions > 0]
     open_counts = _open_counts(counted) if counted else {}
+    opening = event.event_type in _OPENING_KINDS
+    # Only a subscription with a lots or leverage limit reads its open lots.
+    exposed = [s.id for s in rows if opening and _needs_exposure(s.limits)]
+    # The event's own link (an open waiting for its market, decided again) is not held yet.
+    held = _held_lots(exposed, [link.id for link in links.values()]) if exposed else {}
     account_maps = _account_maps(event.master_server_id)
-    switches = d.KillSwitches(
-        platform=rows[0].kill_switch if rows else False,
-        master=rows[0].master_paused if rows else False,
-    )
+    switch_sets = {
+        on: d.KillSwitches(
+            platform=rows[0].kill_switch if rows else False,
+            master=rows[0].master_paused if rows else False,
+            master_server=rows[0].master_server_switch if rows else False,
+            follower_server=on,
+        )
+        for on in (False, True)
+    }
     symbols_needed: dict[tuple[str, d.SymbolMapping], str] = {}
     result = []
     for sub, row in zip(subscriptions, rows, strict=True):
-        own_maps = account_maps.get(row.follower_account_id)
-        if own_maps:
-            mapping = d.SymbolMapping(
-                master_suffix=event.master_suffix,
-                follower_suffix=row.suffix,
-                account_maps=tuple(sorted(own_maps.items())),
-                server_maps=tuple(
-                    sorted(_server_maps(row.server_id, event.master_server_id).items())
-                ),
-            )
-        else:
-            mapping = _mapping(
-                event.master_suffix, row.server_id, row.suffix, event.master_server_id
-            )
+        mapping = _follower_mapping(
+            event, account_maps.get(row.follower_account_id), row.server_id, row.suffix
+        )
         link = links.get(row.id)
         state = link_state(link)
         if state is None:
@@ -537,6 +729,7 @@ def build_inputs(
                 )
         else:
             needed = d.follower_symbol_needed(devent, mapping, state)
+        limits = row.limits if opening else None
         inputs = d.DecisionInputs(
             event=devent,
             subscription=_settings(row),
@@ -552,10 +745,58 @@ def build_inputs(
             link=state,
             open_copied_positions=open_counts.get(row.id, 0),
             fx_rate=Decimal(1) if row.currency == event.master_currency else None,
-            kill_switches=switches,
+            kill_switches=switch_sets[row.server_switch],
+            limits=limits,
+            exposure=_exposure(row, held.get(row.id, {}), needed) if limits is not None else None,
+            quote=(
+                _quote(row, needed, quotes or {})
+                if limits is not None and limits.needs_quote()
+                else None
+            ),
         )
         result.append((sub, inputs, link))
     return result
+
+
+_QUOTE_NEEDS_SQL = """
+SELECT DISTINCT s.follower_account_id, a.broker_server_id, b.symbol_suffix
+FROM copytrading_copysubscription AS s
+JOIN risk_subscriptionlimits AS l ON l.subscription_id = s.id
+JOIN accounts_tradingaccount AS a ON a.id = s.follower_account_id
+JOIN brokers_brokerserver AS b ON b.id = a.broker_server_id
+WHERE s.master_account_id = %b AND s.deleted_at IS NULL
+    AND (l.max_slippage > 0 OR l.max_leverage > 0 OR l.max_risk_per_trade_pct > 0
+         OR l.margin_policy <> 'off')
+"""
+
+
+def prefetch_quotes(event: EventRow) -> dict[tuple[int, str], tuple[Decimal, Decimal]]:
+    """{(follower server id, SYMBOL): (bid, ask)} the pre-trade checks of this opening
+    event will read: one venue call per server and symbol (cached for a second in Redis,
+    copytrading.prices), made before any transaction opens. Empty when no subscription of
+    the master has a limit that reads a price (one query)."""
+    from .execution import _server
+
+    if event.event_type not in _OPENING_KINDS:
+        return {}
+    with cursor() as cur:
+        cur.execute(_QUOTE_NEEDS_SQL, [event.account_id])
+        needs = cur.fetchall()
+    if not needs:
+        return {}
+    from ..prices import quotes as venue_quotes
+
+    devent = decision_event(event)
+    account_maps = _account_maps(event.master_server_id)
+    wanted: dict[int, set[str]] = defaultdict(set)
+    for account_id, server_id, suffix in needs:
+        mapping = _follower_mapping(event, account_maps.get(account_id), server_id, suffix)
+        wanted[server_id].add(d.follower_symbol_needed(devent, mapping, None))
+    found: dict[tuple[int, str], tuple[Decimal, Decimal]] = {}
+    for server_id, symbols in wanted.items():
+        for symbol, quote in venue_quotes(_server(server_id), symbols).items():
+            found[(server_id, symbol.upper())] = (Decimal(quote["bid"]), Decimal(quote["ask"]))
+    return found
 
 
 def _settings(row: SubRow) -> d.SubscriptionSettings:
@@ -568,6 +809,8 @@ def _settings(row: SubRow) -> d.SubscriptionSettings:
 def _instruction_status(decision: d.CopyDecision, link: LinkRecord | None) -> str:
     if decision.skipped:
         return CopyInstructionStatus.SKIPPED
+    if decision.waits_for_market:
+        return CopyInstructionStatus.MARKET  # sent when the market opens (services.waiting)
     if (
         decision.action not in (d.CopyAction.OPEN, d.CopyAction.PLACE_PENDING)
         and link is not None
@@ -627,15 +870,20 @@ SHARED_INPUTS = ("event", "master", "kill_switches")
 
 
 def _shared_inputs(inputs: d.DecisionInputs) -> dict[str, Any]:
+    # The follower server's switch differs per follower: an instruction whose follower
+    # server is switched off stores its own switches (see _own_inputs).
+    switches = inputs.kill_switches
+    if switches.follower_server:
+        switches = dataclasses.replace(switches, follower_server=False)
     return {
         "event": inputs.event.to_dict(),
         "master": inputs.master.to_dict(),
-        "kill_switches": inputs.kill_switches.to_dict(),
+        "kill_switches": _codec_dict(switches),
     }
 
 
 def _own_inputs(inputs: d.DecisionInputs) -> dict[str, Any]:
-    return {
+    own = {
         "subscription": _settings_dict(inputs.subscription),
         "follower": inputs.follower.to_dict(),
         "symbol_map": _codec_dict(inputs.symbol_map),
@@ -644,6 +892,19 @@ def _own_inputs(inputs: d.DecisionInputs) -> dict[str, Any]:
         "open_copied_positions": inputs.open_copied_positions,
         "fx_rate": str(inputs.fx_rate) if inputs.fx_rate is not None else None,
     }
+    # Rules 2's inputs, only where set (their defaults reproduce rules 1's answer).
+    if inputs.kill_switches.follower_server:
+        own["kill_switches"] = _codec_dict(inputs.kill_switches)
+    if inputs.limits is not None:
+        own["limits"] = _codec_dict(inputs.limits)
+    if inputs.exposure is not None:
+        own["exposure"] = inputs.exposure.to_dict()
+    if inputs.quote is not None:
+        own["quote"] = _codec_dict(inputs.quote)
+    if inputs.waited_seconds is not None:
+        own["waited_seconds"] = inputs.waited_seconds
+        own["master_position_open"] = inputs.master_position_open
+    return own
 
 
 def split_inputs(inputs: d.DecisionInputs) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -675,11 +936,19 @@ def _decision_dict(value: d.CopyDecision) -> dict[str, Any]:
 
 
 def fanout_subscription_event(
-    event: MasterEvent, subscription: CopySubscription, *, existing: bool
+    event: MasterEvent,
+    subscription: CopySubscription,
+    *,
+    existing: bool,
+    quotes: dict[tuple[int, str], Any] | None = None,
 ) -> dict[int, list[int]]:
-    """One event for one subscription only (copying existing positions on subscribe)."""
+    """One event for one subscription only (copying existing positions on subscribe);
+    `quotes` as `prefetch_quotes` gives them, read before the caller's transaction."""
     ready, _claimed = _fanout_event(
-        EventRow.from_model(event), [SubRow.from_model(subscription)], existing=existing
+        EventRow.from_model(event),
+        [SubRow.from_model(subscription)],
+        existing=existing,
+        quotes=quotes,
     )
     return ready
 
@@ -691,6 +960,7 @@ def _fanout_event(
     existing: bool = False,
     claim: int = 0,
     lock_links: bool = False,
+    quotes: dict[tuple[int, str], Any] | None = None,
 ) -> tuple[dict[int, list[int]], tuple[int, list[Any]] | None]:
     """Decides and stores one event's instructions for `subscriptions`, in the caller's
     transaction; returns (ready ids by follower server, claimed).
@@ -711,12 +981,13 @@ def _fanout_event(
     decided = []
     new_links = []
     for sub, inputs, link in build_inputs(
-        event, subscriptions, existing=existing, lock_links=lock_links
+        event, subscriptions, existing=existing, lock_links=lock_links, quotes=quotes
     ):
         decision = d.decide(inputs)
         decided.append((sub, inputs, link, decision))
         if decision.action in (d.CopyAction.OPEN, d.CopyAction.PLACE_PENDING) and link is None:
-            is_order = decision.action is d.CopyAction.PLACE_PENDING
+            # A limit order sent for a slippage limit belongs to the master position.
+            is_order = event.event_type == MasterEventType.ORDER_PLACED
             new_links.append(
                 {
                     "subscription_id": sub.id,
@@ -1058,13 +1329,17 @@ def _fanout_one(
     """
     opening = event.event_type in _OPENING_KINDS
     inline = kept is not None
+    # The prices the pre-trade checks read: from the venues, before any transaction.
+    quotes = prefetch_quotes(event)
     with transaction.atomic():
         relax_commit()  # replayable: see config.db.relax_commit
         subscriptions = _subscriptions(event.account_id, lock=inline and opening)
         chunks = [
             subscriptions[i : i + FANOUT_CHUNK] for i in range(0, len(subscriptions), FANOUT_CHUNK)
         ] or [[]]
-        _fanout_chunk(event, chunks[0], n=0, last=len(chunks) == 1, kept=kept, batch=batch)
+        _fanout_chunk(
+            event, chunks[0], n=0, last=len(chunks) == 1, kept=kept, quotes=quotes, batch=batch
+        )
     for n in range(1, len(chunks)):
         last = n == len(chunks) - 1
         with transaction.atomic():
@@ -1072,7 +1347,7 @@ def _fanout_one(
             chunk = chunks[n]
             if last and inline:
                 chunk = _subscriptions_by_id([s.id for s in chunk], lock=opening)
-            _fanout_chunk(event, chunk, n=n, last=last, kept=kept, batch=batch)
+            _fanout_chunk(event, chunk, n=n, last=last, kept=kept, quotes=quotes, batch=batch)
 
 
 def _fanout_chunk(
@@ -1082,6 +1357,7 @@ def _fanout_chunk(
     n: int,
     last: bool,
     kept: list[tuple[int, list[Any]]] | None,
+    quotes: dict[tuple[int, str], Any],
     batch: _Batch | None = None,
 ) -> None:
     ready, claimed = _fanout_event(
@@ -1089,6 +1365,7 @@ def _fanout_chunk(
         subscriptions,
         claim=EXECUTE_CHUNK if last and kept is not None else 0,
         lock_links=event.event_type in _LINKED_KINDS,
+        quotes=quotes,
     )
     if last:
         _mark_done(event)

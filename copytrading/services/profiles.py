@@ -192,6 +192,11 @@ def master_update(*, master: CopyMaster, values: dict[str, Any], actor: Any) -> 
 def _soft_delete(obj: Any, *, actor: Any, reason: str) -> None:
     obj.deleted_at = timezone.now()
     save_audited(obj, actor=actor, reason=reason)
+    if isinstance(obj, CopySubscription):
+        # Billing crystallises an unsubscribe at once (a fee cannot be dodged by leaving).
+        from billing.tasks import billing_unsubscribe
+
+        transaction.on_commit(lambda: billing_unsubscribe.delay(obj.pk))
 
 
 @transaction.atomic

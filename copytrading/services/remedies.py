@@ -58,6 +58,7 @@ _OPEN_WORK = [
     CopyInstructionStatus.READY,
     CopyInstructionStatus.IN_FLIGHT,
     CopyInstructionStatus.WAITING,
+    CopyInstructionStatus.MARKET,  # an open waiting for its market: its link is busy
 ]
 
 

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 from django.db import connections
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from brokers.paper.testing import running_venue
 from copytrading.models import CopyInstruction, CopySubscription, FollowerOrder, TradeLink
 from tests.asgi import asgi_server
 from tests.copytrading.copy_world import build_world
-from tests.factories import make_staff
+from tests.factories import make_staff, totp_code
 from tests.processes import ROOT, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
@@ -115,6 +116,9 @@ def sign_in(browser, server, user, password):  # type: ignore[no-untyped-def]
     page.goto(f"{server.url}/admin/login/?next=/admin/")
     page.fill("input[name=username]", user.username)
     page.fill("input[name=password]", password)
+    # The two-factor step: the code of the staff member's authenticator app.
+    device = TOTPDevice.objects.create(user=user, name="phone", confirmed=True)
+    page.fill("input[name=otp_token]", totp_code(device))
     page.locator("form").locator("button[type=submit]").click()
     page.wait_for_url(f"{server.url}/admin/")
     return page
@@ -134,8 +138,9 @@ def test_staff_pause_live_positions_kill_switch_and_lineage(
     support = make_staff(group="Support")
     operations = make_staff(group="Operations")
     # DEBUG on the test server only so WhiteNoise serves static files from the apps
-    # (the admin skin's CSS and the live page's script) without collectstatic.
-    with asgi_server(DEBUG="true") as server:
+    # (the admin skin's CSS and the live page's script) without collectstatic; the
+    # two-factor login stays on, as in production.
+    with asgi_server(DEBUG="true", STAFF_OTP_REQUIRED="true") as server:
         # 1. Support pauses a follower: one click on its row, a reason, confirm.
         page = sign_in(browser, server, support, staff_password)
         shot(page, "dashboard-support")

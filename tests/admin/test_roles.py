@@ -23,7 +23,9 @@ NO_ADD = {
     "staffremedy",
     "listenershard",
     "killswitch",
+    "serverswitch",
     "customerapitoken",
+    "subscriptionfeestate",  # made by billing for each subscription; Operations move its version
 }
 
 
@@ -58,6 +60,7 @@ STAFF_PAGES = {
     "/admin/ops/health/": {"Operations", "Compliance"},
     "/admin/ops/drift/": {"Operations", "Compliance"},
     "/admin/ops/kill-switch/": {"Operations", "Compliance"},
+    "/admin/ops/server-switches/": set(ROLES),  # Support reads why openings stopped
     "/admin/ops/history/": set(ROLES),  # Support: the history of its own models only
 }
 
@@ -111,6 +114,9 @@ def _actions(trade):
         ("post", f"/admin/copytrading/tradelink/{link.pk}/force-close/"): {"Operations"},
         ("post", f"/admin/ops/drift/{sub.follower_account_id}/"): {"Operations"},
         ("post", "/admin/ops/kill-switch/"): {"Operations"},
+        ("post", f"/admin/ops/server-switches/{sub.follower_account.broker_server_id}/"): {
+            "Operations"
+        },
     }
 
 
@@ -181,3 +187,45 @@ def test_support_history_lists_only_its_models(client, login):
     body = client.get("/admin/ops/history/").content.decode()
     assert "copytrading.copysubscription" in body
     assert "brokers.brokerserver" not in body
+
+
+SCHEDULE_FORM = {
+    "period": "monthly",
+    "performance_pct": "20",
+    "management_pct": "0",
+    "subscription_amount": "0",
+    "volume_per_lot": "0",
+    "volume_per_million": "0",
+    "broker_share_pct": "30",
+    "ib_share_pct": "0",
+    "note": "",
+}
+
+
+def test_billing_operations_set_schedules_compliance_reverses_support_reads(client, login, trade):
+    from billing.models import FeeSchedule
+    from billing.services import fee_cap_set
+
+    add = "/admin/billing/feeschedule/add/"
+    form = {**SCHEDULE_FORM, "master": trade.sub.master_id}
+    ops = login("Operations")
+    assert client.post(add, form).status_code == 302
+    schedule = FeeSchedule.objects.get(master=trade.sub.master)
+    assert (schedule.version, schedule.created_by) == (1, ops)
+    assert schedule.history.first().history_user == ops
+    # A schedule above the broker's cap is refused, saying which figure and which cap.
+    fee_cap_set(kind="performance", max_pct=25, max_amount=None, actor=None)
+    refused = client.post(add, {**form, "performance_pct": "30"})
+    assert "exceeds the broker&#x27;s cap on the performance fee (25" in refused.content.decode()
+    assert client.post(add, {**form, "performance_pct": "25"}).status_code == 302
+    assert FeeSchedule.objects.filter(master=trade.sub.master).count() == 2  # v2, v1 kept
+    compliance = login("Compliance")
+    assert client.post(add, form).status_code == 403
+    assert compliance.has_perm("billing.reverse_feeaccrual")
+    assert not compliance.has_perm("billing.change_feeschedule")
+    support = login("Support")
+    assert client.get("/admin/billing/feeaccrual/").status_code == 200
+    assert client.get("/admin/billing/feeschedule/").status_code == 200
+    assert client.post(add, form).status_code == 403
+    assert not support.has_perm("billing.reverse_feeaccrual")
+    assert not ops.has_perm("billing.reverse_feeaccrual")

@@ -60,6 +60,11 @@ def test_seed_demo_on_two_venues(two_venues):
     assert b_account.broker_server.symbol_suffix == "m"
     eurusd = b_account.broker_server.symbols.get(name="EURUSDm")
     assert str(eurusd.min_volume) == "0.1000"
+    # Every master charges fees; the subscription fee of the period started is accrued.
+    from billing.models import FeeAccrual, FeeSchedule
+
+    assert FeeSchedule.objects.filter(master__account__login__in=result["masters"]).count() == 3
+    assert FeeAccrual.objects.filter(kind="subscription").count() == 13  # the second master's
     # Customers can log in with the printed password.
     from django.contrib.auth import authenticate
 

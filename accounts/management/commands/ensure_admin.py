@@ -1,5 +1,6 @@
 import secrets
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 
@@ -23,3 +24,8 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Admin login: {options['url']}  username: {user.username}  password: {password}"
         )
+        if getattr(settings, "STAFF_OTP_REQUIRED", False):
+            self.stdout.write(
+                "The admin asks for an authenticator code (DEBUG is off): enrol one with "
+                f"`manage.py staff_totp {user.username}`."
+            )

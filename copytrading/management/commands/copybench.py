@@ -40,6 +40,12 @@ class Command(BaseCommand):
             choices=["solo", "prefork", "threads"],
             help="pool of the fan-out and execute workers (one process each)",
         )
+        parser.add_argument(
+            "--limits",
+            action="store_true",
+            help="give every follower pre-trade limits that read lots, a quote, leverage "
+            "and margin, loose enough never to fire (the checks' cost on the hot path)",
+        )
         parser.add_argument("--json", action="store_true")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -109,6 +115,20 @@ class Command(BaseCommand):
                 max_volume=0,
                 reverse_direction=False,
             )
+            if options["limits"]:
+                from risk.models import SubscriptionLimits
+
+                SubscriptionLimits.objects.bulk_create(
+                    SubscriptionLimits(
+                        subscription=sub,
+                        max_lots_per_symbol=Decimal(100),
+                        max_lots_total=Decimal(100),
+                        max_leverage=Decimal(1000),
+                        margin_policy="cut",
+                        max_slippage=Decimal(1),
+                    )
+                    for sub in CopySubscription.objects.filter(master_account__login=master_login)
+                )
             shard, _ = ListenerShard.objects.get_or_create(broker_server=server)
             stack.enter_context(start_worker("listeners", 1))
             # One task at a time per worker: the solo pool runs it in the worker process

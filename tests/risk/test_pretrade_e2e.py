@@ -1,0 +1,133 @@
+"""Pre-trade checks end to end: two paper venues over real sockets (the master on A, followers
+on B with other prices, symbol names and lot rules), Redis, PostgreSQL and a real Celery worker
+running the listener, the fan-out and the execution."""
+
+from decimal import Decimal
+
+import pytest
+
+from copytrading.models import CopyInstruction, TradeLink
+from copytrading.services import master_pause
+from copytrading.services.waiting import market_waits_redecide
+from risk.models import SubscriptionLimits
+from risk.services import server_switch_set
+from tests.copytrading.copy_world import build_world
+from tests.copytrading.test_copy_e2e import venues  # venue A, and B with suffix m, lots of 0.1
+from tests.processes import wait_for
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
+
+__all__ = ["venues"]
+
+
+@pytest.fixture
+def world(venues):
+    w = build_world(list(venues))
+    yield w
+    w.api(1).post("/v1/admin/symbols/EURUSDm", {"trading": True})
+    w.stack.close()
+
+
+def follower(world, master, i: int, **limits):
+    sub = world.follower(master, i)
+    if limits:
+        SubscriptionLimits.objects.create(subscription=sub, **limits)
+    return sub
+
+
+def venue_orders(world, sub, i: int = 1) -> list[dict]:
+    status, orders = world.api(i).get(f"/v1/accounts/{sub.follower_account.login}/orders")
+    assert status == 200
+    return orders
+
+
+def test_lots_cut_slippage_skip_and_a_limit_order_the_masters_close_cancels(world):
+    master = world.master(0)
+    capped = follower(world, master, 1, max_lots_total=Decimal("1.5"))
+    skips = follower(world, master, 1, max_slippage=Decimal("0.0005"))
+    limits = follower(world, master, 1, max_slippage=Decimal("0.0005"), slippage_policy="limit")
+    # Venue B asks 0.001 more than venue A, where the master fills at 1.1001.
+    status, _ = world.api(1).post(
+        "/v1/admin/prices", {"symbol": "EURUSDm", "bid": 1.101, "ask": 1.1011}
+    )
+    assert status == 200
+    world.start()
+    first = world.order(master.account.login, volume=1)
+    world.wait_links(capped, "open")
+    world.order(master.account.login, volume=1)
+    world.wait_links(capped, "open", n=2)
+    volumes = sorted(
+        Decimal(str(p["volume"])) for p in world.positions(capped.follower_account.login, 1)
+    )
+    assert volumes == [Decimal("0.5"), Decimal("1")]  # the second open cut to what fits
+    cut = CopyInstruction.objects.filter(subscription=capped).order_by("id").last()
+    assert cut.decision["checks"][0]["outcome"] == "cut"
+
+    assert list(
+        CopyInstruction.objects.filter(subscription=skips).values_list("reason", flat=True)
+    ) == ["MAX_SLIPPAGE", "MAX_SLIPPAGE"]
+    assert world.positions(skips.follower_account.login, 1) == []
+
+    world.wait_links(limits, "pending", n=2)
+    orders = venue_orders(world, limits)
+    assert sorted((o["type"], Decimal(str(o["price"]))) for o in orders) == [
+        ("limit", Decimal("1.1001")),
+        ("limit", Decimal("1.1001")),
+    ]
+    world.close(master.account.login, first["position_id"])
+    wait_for(
+        lambda: len(venue_orders(world, limits)) == 1,
+        what="the master's close cancels the follower's limit order",
+    )
+    world.wait_links(limits, "closed")
+    world.wait_links(capped, "closed")
+
+
+def test_market_closed_waits_and_server_and_master_switches_stop_openings_not_closes(world):
+    master = world.master(0)
+    waits = follower(world, master, 1, market_closed_policy="wait", market_wait_seconds=300)
+    plain = follower(world, master, 0)
+    world.start()
+    status, _ = world.api(1).post("/v1/admin/symbols/EURUSDm", {"trading": False})
+    assert status == 200
+    first = world.order(master.account.login, volume=1)
+    world.wait_links(plain, "open")
+    # The venue answered MARKET_CLOSED: the open waits, its link still opening.
+    wait_for(
+        lambda: CopyInstruction.objects.filter(subscription=waits, status="market").exists(),
+        what="the open waiting for its market",
+    )
+    assert TradeLink.objects.get(subscription=waits).status == "opening"
+    assert market_waits_redecide() == 1  # still closed: keeps waiting
+    assert CopyInstruction.objects.get(subscription=waits).status == "market"
+
+    world.api(1).post("/v1/admin/symbols/EURUSDm", {"trading": True})
+    assert market_waits_redecide() == 1  # the recovery task's work, called here (no beat)
+    world.wait_links(waits, "open")
+    assert len(world.positions(waits.follower_account.login, 1)) == 1
+
+    server_switch_set(
+        server=waits.follower_account.broker_server, active=True, reason="B incident", actor=None
+    )
+    world.order(master.account.login, volume=1)
+    world.wait_links(plain, "open", n=2)  # another server's follower still copies
+    refused = wait_for(
+        lambda: CopyInstruction.objects.filter(subscription=waits, reason="KILL_SWITCH").first(),
+        what="the server switch skip",
+    )
+    assert "follower_server" in refused.detail
+    # The per-master switch is the master pause: openings stop for every follower.
+    master_pause(master=master, reason="strategy under review", actor=None)
+    world.order(master.account.login, volume=1)
+    paused = wait_for(
+        lambda: CopyInstruction.objects.filter(
+            subscription=plain, reason="KILL_SWITCH", detail__contains="master"
+        ).first(),
+        what="the master pause skip",
+    )
+    assert paused.status == "skipped"
+    world.close(master.account.login, first["position_id"])
+    world.wait_links(waits, "closed")  # closes go through the server switch
+    world.wait_links(plain, "closed")  # and the master pause
+    assert world.positions(waits.follower_account.login, 1) == []
+    assert len(world.positions(plain.follower_account.login, 0)) == 1
