@@ -9,7 +9,8 @@ import pytest
 
 from config.redis import get_redis
 from copytrading.models import CopyInstruction
-from copytrading.services.fanout import FANOUT_CHUNK, INLINE_MAX_EVENTS, fanout_and_execute
+from copytrading.services import fanout
+from copytrading.services.fanout import INLINE_MAX_EVENTS, fanout_and_execute
 from tests.faults.harness import master_event, seed_copiers
 
 pytestmark = [pytest.mark.faults, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -28,8 +29,12 @@ def queued_execute_ids() -> set[int]:
 
 
 @pytest.mark.faults_budget(60)
-def test_every_chunk_of_a_six_event_backlog_is_sent_or_queued(world, deadline):
-    followers = FANOUT_CHUNK + 100  # two chunks per event
+def test_every_chunk_of_a_six_event_backlog_is_sent_or_queued(world, monkeypatch, deadline):
+    # Chunks of 50 (500 in production) keep the scenario small: 60 followers make two
+    # chunks per event, as 600 would.
+    monkeypatch.setattr(fanout, "FANOUT_CHUNK", 50)
+    monkeypatch.setattr(fanout, "EXECUTE_CHUNK", 50)
+    followers = fanout.FANOUT_CHUNK + 10
     (master,) = seed_copiers(world, followers)
     events = [
         master_event(world, master, "position_opened", world.order(master.login, volume=1))
@@ -43,7 +48,7 @@ def test_every_chunk_of_a_six_event_backlog_is_sent_or_queued(world, deadline):
     ready = set(instructions.filter(status="ready").values_list("id", flat=True))
     assert len(ready) == 6 * followers  # nothing claimed, nor sent, by the fan-out task
     assert ready == queued_execute_ids(), "ready instructions with no execute task"
-    # In tasks of up to EXECUTE_CHUNK, across events: 3,600 orders, 8 tasks at most (12 if
+    # In tasks of up to EXECUTE_CHUNK, across events: 360 orders, 8 tasks at most (12 if
     # each chunk of each event were a task of its own).
     assert len(queued_execute_tasks()) <= 8
 
