@@ -185,7 +185,7 @@ def test_waiting_open_expires_or_ends_with_the_master_position(world, queued):
 
 
 def test_closes_refused_for_a_closed_market_wait_go_in_order_or_end_with_the_position(
-    world, queued
+    world, queued, admin_client
 ):
     master = world.master(0)
     kept, by_hand = world.follower(master, 0), world.follower(master, 0)
@@ -204,6 +204,9 @@ def test_closes_refused_for_a_closed_market_wait_go_in_order_or_end_with_the_pos
                     "market",
                     "MARKET_CLOSED",
                 )
+        page = admin_client.get("/admin/copytrading/copyinstruction/?status=market")
+        assert page.status_code == 200
+        assert page.content.decode().count("MARKET_CLOSED") >= 4  # staff see why they wait
         assert market_waits_redecide() == 4  # still closed: every close keeps waiting
         assert queued == []
         assert set(CopyInstruction.objects.values_list("status", flat=True)) == {"market", "done"}
