@@ -30,7 +30,8 @@ nothing at the venue, so each pass
   ALREADY_CLOSED;
 - keeps one waiting while the follower's market is closed;
 - otherwise sends it again as it was (same client order id and volume), the oldest waiting
-  one of each link per pass, so the closes of one position go out in order. A position gone
+  one of each link per pass and none while another close of the link is ready or in flight,
+  so the closes of one position go out in order, one at a time. A position gone
   at the venue answers POSITION_NOT_FOUND, and the executor ends the close and its link.
 """
 
@@ -188,10 +189,17 @@ def _closes_release(
             broker_server_id__in={i.subscription.follower_account.broker_server_id for i in closes},
         ).values_list("broker_server_id", "name")
     )
-    sent_links: set[int] = set()
+    # A link with a close already on its way gets the next one on a later pass.
+    sent_links = set(
+        CopyInstruction.objects.filter(
+            trade_link_id__in={i.trade_link_id for i in closes if i.trade_link_id},
+            status__in=(Status.READY, Status.IN_FLIGHT),
+        ).values_list("trade_link_id", flat=True)
+    )
     changed = []
     for inst in closes:
         link, server_id = inst.trade_link, inst.subscription.follower_account.broker_server_id
+        market_closed = (server_id, inst.follower_symbol) in closed_markets
         if link is not None and link.status not in (TradeLinkStatus.OPEN, TradeLinkStatus.PENDING):
             inst.status = Status.SKIPPED
             inst.reason = d.SkipReason.ALREADY_CLOSED.value
@@ -201,10 +209,7 @@ def _closes_release(
                 f"{': ' + link.reason if link.reason else ''})"
             )[:500]
             inst.completed_at = now
-        elif (
-            server_id,
-            inst.follower_symbol,
-        ) in closed_markets or inst.trade_link_id in sent_links:
+        elif market_closed or inst.trade_link_id in sent_links:
             continue
         else:
             inst.status = Status.READY

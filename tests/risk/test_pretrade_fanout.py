@@ -221,6 +221,8 @@ def test_closes_refused_for_a_closed_market_wait_go_in_order_or_end_with_the_pos
     assert market_waits_redecide() == 4
     first = [instruction(kept, half).id, instruction(by_hand, half).id]
     assert queued == [(server.id, first)]
+    assert market_waits_redecide() == 2  # the full closes wait while the partials are on the way
+    assert len(queued) == 1
     instructions_execute(server_id=server.id, instruction_ids=first)
     assert instruction(kept, half).status == "done"
     gone = instruction(by_hand, half)  # the venue no longer has the position
