@@ -12,8 +12,8 @@ from django.http import HttpRequest
 from simple_history.admin import SimpleHistoryAdmin
 from unfold.admin import ModelAdmin
 
-from .crypto import encrypt_credentials
 from .models import BrokerServer, ListenerShard, Symbol, SymbolMap
+from .services import broker_server_set_credentials
 
 
 class BrokerServerForm(forms.ModelForm):
@@ -94,14 +94,13 @@ class BrokerServerAdmin(SimpleHistoryAdmin, ModelAdmin):
         return obj.has_credentials
 
     def save_model(self, request: HttpRequest, obj: BrokerServer, form, change: bool) -> None:  # type: ignore[no-untyped-def]
-        from django.utils import timezone
-
         credentials = form.cleaned_data.get("new_credentials")
         if credentials:
-            obj.credentials_encrypted = encrypt_credentials(credentials)
-            obj.credentials_rotated_at = timezone.now()
-            obj._change_reason = "credentials rotated"  # type: ignore[attr-defined]
-        super().save_model(request, obj, form, change)
+            # The service encrypts and stamps the rotation, and saves the form's other changes
+            # with them: one history row by this user, "credentials rotated".
+            broker_server_set_credentials(server=obj, credentials=credentials, actor=request.user)
+        else:
+            super().save_model(request, obj, form, change)
 
 
 @admin.register(Symbol)

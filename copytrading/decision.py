@@ -63,8 +63,10 @@ Closing is never blocked. Closes, partial closes, SL/TP changes and cancels of w
 was already copied go through whatever the subscription's status, mode, profiles,
 kill switches or symbol filter say: a paused, stopped or close-only follower still
 mirrors the master's closes, so it is not left holding orphaned positions. They are
-not refused for a closed market either: the venue answers MARKET_CLOSED and the
-engine retries the instruction later.
+not refused for a closed market either: when the venue answers MARKET_CLOSED to a
+close, partial close or cancel, the executor makes the instruction wait for the market
+(status `market`, no expiry) and the recovery task sends it again, unchanged, once the
+market reopens (copytrading/services/waiting.py).
 
 Where the spec is silent, these rules apply (a mature copier's defaults):
 

@@ -448,7 +448,7 @@ class CopyInstruction(models.Model):
                 name="copyinstruction_open_work",
             ),
             models.Index(fields=["subscription", "status"], name="copyinstruction_sub_status"),
-            # Opens waiting for a closed market: the recovery task re-decides them.
+            # Opens and closes waiting for a closed market: the recovery task takes them up.
             models.Index(
                 fields=["created_at"],
                 condition=Q(status="market"),

@@ -72,6 +72,9 @@ logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 6
 OPENING = {Action.OPEN, Action.PLACE_PENDING}
+# Refused with MARKET_CLOSED, these wait for the market whatever the subscription's policy
+# (no expiry): a follower must not keep what its master closed.
+WAITS_FOR_MARKET = {Action.CLOSE, Action.PARTIAL_CLOSE, Action.CANCEL_PENDING}
 
 
 @dataclass(slots=True)
@@ -497,13 +500,13 @@ def _record_held(
             ) or GatewayReason.UNKNOWN
             message = str(outcome.error) if outcome.error is not None else outcome.result.message
             gone = reason in (GatewayReason.POSITION_NOT_FOUND, GatewayReason.ORDER_NOT_FOUND)
-            if (
-                reason == GatewayReason.MARKET_CLOSED
-                and inst.action == Action.OPEN
-                and c.decision.market_wait_seconds > 0
+            if reason == GatewayReason.MARKET_CLOSED and (
+                inst.action in WAITS_FOR_MARKET
+                or (inst.action == Action.OPEN and c.decision.market_wait_seconds > 0)
             ):
-                # The subscription's market_closed_policy is wait: the open waits for the
-                # market (its link stays opening, closes wait behind it) and is decided
+                # An open under market_closed_policy wait (its link stays opening, closes
+                # wait behind it), or a close, partial close or cancel (always: closes must
+                # go through; the link stays as it is) waits for the market and is sent
                 # again when it opens (services.waiting). The order keeps its client id.
                 order.status = FollowerOrderStatus.REJECTED
                 inst.status = Status.MARKET

@@ -19,6 +19,20 @@ is still open:
 
 A skipped open closes its link (status skipped) and releases the closes that waited for it
 (they are decided again: OPEN_FAILED).
+
+Closes, partial closes and cancels the venue refused with MARKET_CLOSED wait too, whatever
+the subscription's policy and with no expiry (a follower must not keep what its master
+closed; the executor puts them in `market`). They are not decided again: a refused order did
+nothing at the venue, so each pass
+
+- ends one whose link is no longer open or pending (the follower position or order gone
+  meanwhile: reconciliation saw a stop-out, a staff remedy closed it): skipped,
+  ALREADY_CLOSED;
+- keeps one waiting while the follower's market is closed;
+- otherwise sends it again as it was (same client order id and volume), the oldest waiting
+  one of each link per pass and none while another close of the link is ready or in flight,
+  so the closes of one position go out in order, one at a time. A position gone
+  at the venue answers POSITION_NOT_FOUND, and the executor ends the close and its link.
 """
 
 from __future__ import annotations
@@ -34,14 +48,20 @@ from django.db.models import Q
 from django.utils import timezone
 
 from brokers.gateways.errors import GatewayError
-from brokers.models import BrokerServer
+from brokers.models import BrokerServer, Symbol
 from brokers.services import symbols_sync
 
 from .. import decision as d
+from ..choices import CopyInstructionAction as Action
 from ..choices import CopyInstructionStatus as Status
 from ..choices import MasterEventType, TradeLinkStatus
 from ..models import CopyInstruction, FollowerOrder, MasterEvent, TradeLink
-from .execution import REDECIDED_COLUMNS, _release_waiting, apply_redecision
+from .execution import (
+    REDECIDED_COLUMNS,
+    WAITS_FOR_MARKET,
+    _release_waiting,
+    apply_redecision,
+)
 from .fanout import (
     EventRow,
     build_inputs,
@@ -67,24 +87,28 @@ def _master_position_open(event: MasterEvent) -> bool:
 
 
 def market_waits_redecide(*, now: datetime | None = None) -> int:
-    """Decides again the opens waiting for their market (see the module docstring); returns
-    how many were decided again. One query when nothing waits."""
+    """Decides again the opens waiting for their market, and sends again the closes that
+    waited for it (see the module docstring); returns how many were looked at. One query
+    when nothing waits."""
     waiting = list(
         CopyInstruction.objects.filter(status=Status.MARKET)
         .order_by("created_at")
-        .values_list("id", "follower_account__broker_server_id", "master_event_id")[:BATCH]
+        .values_list("id", "follower_account__broker_server_id", "master_event_id", "action")[
+            :BATCH
+        ]
     )
     if not waiting:
         return 0
     # The venues say which markets are open again (network, before any transaction).
-    for server in BrokerServer.objects.filter(id__in={s for _i, s, _e in waiting}):
+    for server in BrokerServer.objects.filter(id__in={s for _i, s, _e, _a in waiting}):
         try:
             symbols_sync(server=server)
         except GatewayError as exc:
             logger.warning("market waits: symbols of %s not read: %s", server, exc)
     clear_reference_cache()
     quotes: dict[Any, Any] = {}
-    for event in MasterEvent.objects.filter(id__in={e for _i, _s, e in waiting}).select_related(
+    open_events = {e for _i, _s, e, action in waiting if action not in WAITS_FOR_MARKET}
+    for event in MasterEvent.objects.filter(id__in=open_events).select_related(
         "account__broker_server"
     ):
         quotes.update(prefetch_quotes(EventRow.from_model(event)))
@@ -93,7 +117,7 @@ def market_waits_redecide(*, now: datetime | None = None) -> int:
     with transaction.atomic():
         instructions = list(
             CopyInstruction.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(id__in=[i for i, _s, _e in waiting], status=Status.MARKET)
+            .filter(id__in=[i for i, _s, _e, _a in waiting], status=Status.MARKET)
             .select_related(
                 "master_event__account__broker_server",
                 "subscription__follower_account__broker_server",
@@ -104,8 +128,13 @@ def market_waits_redecide(*, now: datetime | None = None) -> int:
             )
             .order_by("id")
         )
+        closes = [i for i in instructions if i.action in WAITS_FOR_MARKET]
+        if closes:
+            _closes_release(closes, ready, now)
         skipped_links = []
         for inst in instructions:
+            if inst.action in WAITS_FOR_MARKET:
+                continue  # released above
             event = inst.master_event
             ((_, inputs, _),) = build_inputs(event, [inst.subscription], quotes=quotes)
             own_link = inst.trade_link is not None and inst.trade_link.status == "opening"
@@ -147,3 +176,46 @@ def market_waits_redecide(*, now: datetime | None = None) -> int:
         if ready:
             transaction.on_commit(lambda: enqueue_execution(dict(ready)))
     return len(instructions)
+
+
+def _closes_release(
+    closes: list[CopyInstruction], ready: dict[int, list[int]], now: datetime
+) -> None:
+    """The waiting closes (locked, in id order): ended, kept waiting or made ready (added to
+    `ready` by follower server), as the module docstring says."""
+    closed_markets = set(
+        Symbol.objects.filter(
+            trading=False,
+            broker_server_id__in={i.subscription.follower_account.broker_server_id for i in closes},
+        ).values_list("broker_server_id", "name")
+    )
+    # A link with a close already on its way gets the next one on a later pass.
+    sent_links = set(
+        CopyInstruction.objects.filter(
+            trade_link_id__in={i.trade_link_id for i in closes if i.trade_link_id},
+            status__in=(Status.READY, Status.IN_FLIGHT),
+        ).values_list("trade_link_id", flat=True)
+    )
+    changed = []
+    for inst in closes:
+        link, server_id = inst.trade_link, inst.subscription.follower_account.broker_server_id
+        market_closed = (server_id, inst.follower_symbol) in closed_markets
+        if link is not None and link.status not in (TradeLinkStatus.OPEN, TradeLinkStatus.PENDING):
+            inst.status = Status.SKIPPED
+            inst.reason = d.SkipReason.ALREADY_CLOSED.value
+            inst.detail = (
+                f"the follower's {'order' if inst.action == Action.CANCEL_PENDING else 'position'}"
+                f" was gone before its market reopened (link {link.status}"
+                f"{': ' + link.reason if link.reason else ''})"
+            )[:500]
+            inst.completed_at = now
+        elif market_closed or inst.trade_link_id in sent_links:
+            continue
+        else:
+            inst.status = Status.READY
+            ready[server_id].append(inst.id)
+            if inst.trade_link_id:
+                sent_links.add(inst.trade_link_id)
+        changed.append(inst)
+    for inst in changed:
+        inst.save(update_fields=["status", "reason", "detail", "completed_at"])

@@ -75,6 +75,9 @@ def test_admin_sets_new_credentials_encrypted(client: Client, staff_password: st
     server.refresh_from_db()
     assert SECRET not in server.credentials_encrypted
     assert decrypt_credentials(server.credentials_encrypted) == {"api_key": SECRET}
+    assert server.credentials_rotated_at is not None
+    latest = server.history.first()  # the service's history row, naming who rotated them
+    assert (latest.history_change_reason, latest.history_user) == ("credentials rotated", admin)
 
 
 def test_admin_rejects_credentials_that_are_not_json(client: Client, staff_password: str):

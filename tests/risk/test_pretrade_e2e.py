@@ -1,6 +1,6 @@
 """Pre-trade checks end to end: two paper venues over real sockets (the master on A, followers
 on B with other prices, symbol names and lot rules), Redis, PostgreSQL and a real Celery worker
-running the listener, the fan-out and the execution."""
+running the listener, the fan-out and the execution (and a real beat for the recovery task)."""
 
 from decimal import Decimal
 
@@ -13,7 +13,7 @@ from risk.models import SubscriptionLimits
 from risk.services import server_switch_set
 from tests.copytrading.copy_world import build_world
 from tests.copytrading.test_copy_e2e import venues  # venue A, and B with suffix m, lots of 0.1
-from tests.processes import wait_for
+from tests.processes import celery_beat, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
 
@@ -131,3 +131,39 @@ def test_market_closed_waits_and_server_and_master_switches_stop_openings_not_cl
     world.wait_links(plain, "closed")  # and the master pause
     assert world.positions(waits.follower_account.login, 1) == []
     assert len(world.positions(plain.follower_account.login, 0)) == 1
+
+
+def test_a_close_refused_for_a_closed_market_waits_and_goes_once_it_reopens(world):
+    master = world.master(0)
+    sub = follower(world, master, 1)  # no limits: a close waits whatever the open policy
+    world.start()
+    world.stack.enter_context(celery_beat())  # copytrading.recover_instructions every 5 s
+    opened = world.order(master.account.login, volume=1)
+    world.wait_links(sub, "open")
+    login = sub.follower_account.login
+    status, _ = world.api(1).post("/v1/admin/symbols/EURUSDm", {"trading": False})
+    assert status == 200
+    world.close(master.account.login, opened["position_id"])
+    # The venue answered MARKET_CLOSED: the close waits for the market, its reason shown.
+    waiting = wait_for(
+        lambda: (
+            CopyInstruction.objects.filter(subscription=sub, action="close")
+            .exclude(status__in=("ready", "in_flight"))
+            .first()
+        ),
+        what="the follower close refused by the closed market",
+    )
+    assert (waiting.status, waiting.reason) == ("market", "MARKET_CLOSED")
+    assert waiting.get_status_display() == "Waiting for the market to open"
+    assert TradeLink.objects.get(subscription=sub).status == "open"
+    assert len(world.positions(login, 1)) == 1
+
+    world.api(1).post("/v1/admin/symbols/EURUSDm", {"trading": True})
+    world.wait_links(sub, "closed", timeout=15)  # within the recovery period (5 s) and a send
+    assert world.positions(login, 1) == []
+    waiting.refresh_from_db()
+    assert (waiting.status, waiting.attempts) == ("done", 2)
+    assert waiting.order.status == "filled"  # one order (one client order id), sent twice
+    status, deals = world.api(1).get(f"/v1/accounts/{login}/deals")
+    assert status == 200
+    assert [d["client_order_id"] for d in deals if d["entry"] == "out"] == [waiting.client_order_id]

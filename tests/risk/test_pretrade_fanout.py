@@ -2,7 +2,8 @@
 the inputs are gathered in bulk (limits, open lots, margin, quotes, server switches), every
 result is stored on the instruction and replays; a server switch stops openings (at the
 decision and again at the claim) but not closes; an open waits for a closed market and is
-decided again by the recovery task."""
+decided again by the recovery task; a close refused for a closed market waits and is sent
+again by it."""
 
 from datetime import timedelta
 from decimal import Decimal
@@ -181,3 +182,59 @@ def test_waiting_open_expires_or_ends_with_the_master_position(world, queued):
     # The close that waited behind each open is released, never left waiting.
     assert not CopyInstruction.objects.filter(status="waiting").exists()
     assert set(TradeLink.objects.values_list("status", flat=True)) == {"skipped"}
+
+
+def test_closes_refused_for_a_closed_market_wait_go_in_order_or_end_with_the_position(
+    world, queued, admin_client
+):
+    master = world.master(0)
+    kept, by_hand = world.follower(master, 0), world.follower(master, 0)
+    opened = master_event(world, master, "position_opened", "P1")
+    fanout_and_execute(event_ids=[opened.id])
+    world.api().post("/v1/admin/symbols/EURUSD", {"trading": False})
+    try:
+        half = master_event(world, master, "position_closed", "P1", remaining_volume=Decimal("0.5"))
+        closed = master_event(world, master, "position_closed", "P1", remaining_volume=Decimal(0))
+        fanout_and_execute(event_ids=[half.id, closed.id])
+        for sub in (kept, by_hand):
+            for event, action in ((half, "partial_close"), (closed, "close")):
+                inst = instruction(sub, event)
+                assert (inst.action, inst.status, inst.reason) == (
+                    action,
+                    "market",
+                    "MARKET_CLOSED",
+                )
+        page = admin_client.get("/admin/copytrading/copyinstruction/?status=market")
+        assert page.status_code == 200
+        assert page.content.decode().count("MARKET_CLOSED") >= 4  # staff see why they wait
+        assert market_waits_redecide() == 4  # still closed: every close keeps waiting
+        assert queued == []
+        assert set(CopyInstruction.objects.values_list("status", flat=True)) == {"market", "done"}
+    finally:
+        world.api().post("/v1/admin/symbols/EURUSD", {"trading": True})
+    server = world.servers[0]
+    # The follower closes its copy by hand once the market reopens, before the recovery pass.
+    hand_link = TradeLink.objects.get(subscription=by_hand)
+    world.close(by_hand.follower_account.login, hand_link.follower_position_id)
+
+    # Open again: the oldest close of each link goes first, the full close on the next pass.
+    assert market_waits_redecide() == 4
+    first = [instruction(kept, half).id, instruction(by_hand, half).id]
+    assert queued == [(server.id, first)]
+    assert market_waits_redecide() == 2  # the full closes wait while the partials are on the way
+    assert len(queued) == 1
+    instructions_execute(server_id=server.id, instruction_ids=first)
+    assert instruction(kept, half).status == "done"
+    gone = instruction(by_hand, half)  # the venue no longer has the position
+    assert (gone.status, gone.reason) == ("done", "POSITION_NOT_FOUND")
+    assert TradeLink.objects.get(subscription=by_hand).status == "closed"
+
+    assert market_waits_redecide() == 2
+    assert queued[1] == (server.id, [instruction(kept, closed).id])
+    ended = instruction(by_hand, closed)  # its link closed meanwhile: never sent again
+    assert (ended.status, ended.reason) == ("skipped", "ALREADY_CLOSED")
+    instructions_execute(server_id=server.id, instruction_ids=[instruction(kept, closed).id])
+    link = TradeLink.objects.get(subscription=kept)
+    assert (link.status, link.follower_volume) == ("closed", Decimal(0))
+    assert world.positions(kept.follower_account.login) == []
+    assert market_waits_redecide() == 0
