@@ -1,18 +1,16 @@
-"""The copy pipeline under venue faults and a killed worker: exactly one follower order per
+"""The copy pipeline under venue faults: exactly one follower order per
 instruction, nothing left in flight, every skip or failure with its reason."""
 
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.db.models import Count
 from django.utils import timezone
 
 from brokers.paper.testing import running_venue
 from copytrading.models import CopyInstruction, TradeLink
-from copytrading.services.execution import instructions_recover
 from tests.copytrading.copy_world import build_world
-from tests.processes import celery_worker, wait_for
+from tests.processes import wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
 
@@ -91,43 +89,6 @@ def test_partial_fills_link_what_filled(world):
     for link in TradeLink.objects.filter(subscription__in=subs):
         (pos,) = world.positions(link.follower_account.login)
         assert Decimal(str(pos["volume"])) == link.follower_volume
-
-
-def test_execute_worker_killed_mid_batch_sends_each_order_once(world):
-    master = world.master()
-    subs = [world.follower(master) for _ in range(60)]
-    world.start()  # the listener and fan-out run here, not execution
-    listener_worker = world.workers[0]
-    assert listener_worker  # a worker that keeps the listener
-    # Slow answers keep the batch in flight long enough to kill the executor inside it.
-    assert world.api().post("/v1/admin/faults", {"latency_ms": 800, "seed": 5})[0] == 200
-    world.stack.close()  # stop the all-queues worker; run execution on its own worker
-    world.stack = type(world.stack)()
-    with celery_worker(queues="listeners,fanout,default"):
-        from copytrading.services.listening import listeners_supervise
-
-        wait_for(lambda: listeners_supervise() or True, what="listener queued")
-        with celery_worker(queues="execute", concurrency=1) as executor:
-            world.order(master.account.login, volume=1)
-            wait_for(
-                lambda: CopyInstruction.objects.filter(status="in_flight").exists(),
-                timeout=30,
-                what="a batch in flight",
-            )
-            executor.kill()
-        assert CopyInstruction.objects.filter(status="in_flight").exists()
-        assert world.api().post("/v1/admin/faults", {"latency_ms": 0, "seed": 5})[0] == 200
-        with celery_worker(queues="execute", concurrency=2):
-            # The sweeper (beat) finds the stuck instructions; here it runs as if 1 min later.
-            instructions_recover(now=timezone.now() + timedelta(minutes=1))
-            wait_for(settled(60), timeout=60, what="every instruction finished")
-    logins = [s.follower_account.login for s in subs]
-    counts = venue_opens_per_coid(world, logins)
-    assert len(counts) == 60
-    assert all(n == 1 for n in counts.values()), counts
-    per_instruction = CopyInstruction.objects.filter(action="open").annotate(n=Count("order"))
-    assert all(i.n == 1 for i in per_instruction)
-    assert TradeLink.objects.filter(status="open").count() == 60
 
 
 def test_slow_batch_taken_over_by_the_sweeper_is_recorded_once(world):
