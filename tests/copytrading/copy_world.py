@@ -65,18 +65,7 @@ class World:
                     )
                 )
             )
-        listeners_supervise()
-        from brokers.models import ListenerShard
-
-        wait_for(
-            lambda: (
-                ListenerShard.objects.filter(connected=True).count()
-                >= ListenerShard.objects.count()
-                > 0
-            ),
-            timeout=30,
-            what="listeners connected",
-        )
+        connect_listener()
 
     def order(
         self, login: int, i: int = 0, expect: tuple[int, ...] = (201,), **fields: Any
@@ -132,3 +121,19 @@ def build_world(venues: list[Venue]) -> World:
         symbols_sync(server=server)
         world.servers.append(server)
     return world
+
+
+def connect_listener(timeout: float = 30) -> None:
+    """Starts the listener shards (the supervisor's job) and waits until every one streams."""
+    from brokers.models import ListenerShard
+
+    listeners_supervise()
+    wait_for(
+        lambda: (
+            ListenerShard.objects.filter(connected=True).count()
+            >= ListenerShard.objects.count()
+            > 0
+        ),
+        timeout=timeout,
+        what="listeners connected",
+    )

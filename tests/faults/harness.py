@@ -57,19 +57,6 @@ def clients(world: World) -> dict:
     return {server.id: world.api(i) for i, server in enumerate(world.servers)}
 
 
-def connect_listener(timeout: float = 30) -> None:
-    listeners_supervise()
-    wait_for(
-        lambda: (
-            ListenerShard.objects.filter(connected=True).count()
-            >= ListenerShard.objects.count()
-            > 0
-        ),
-        timeout=timeout,
-        what="listeners connected",
-    )
-
-
 def _until_known(world: World, i: int, path: str, body: dict) -> dict:
     """Posts a master's call again under the same client order id while the venue answers
     503 (an error_rate fault may hit the master's own orders too)."""

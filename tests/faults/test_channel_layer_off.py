@@ -8,8 +8,9 @@ import pytest
 
 from copytrading.models import TradeLink
 from tests.asgi import asgi_server, websocket
+from tests.copytrading.copy_world import connect_listener
 from tests.copytrading.test_live_positions import live_staff, session_for
-from tests.faults.harness import checked, connect_listener, master_burst, seed_copiers, settle
+from tests.faults.harness import checked, master_burst, seed_copiers, settle
 from tests.processes import celery_worker
 
 pytestmark = [pytest.mark.faults, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]

@@ -11,7 +11,8 @@ from brokers.models import ListenerShard
 from copytrading.leases import lease_holder
 from copytrading.listeners import shard_lease_name
 from copytrading.models import MasterEvent
-from tests.faults.harness import checked, connect_listener, master_burst, seed_copiers, settle
+from tests.copytrading.copy_world import connect_listener
+from tests.faults.harness import checked, master_burst, seed_copiers, settle
 from tests.faults.private_redis import private_redis
 from tests.processes import celery_worker, wait_for
 

@@ -3,7 +3,8 @@ calls: every copy is sent until it is known, never twice."""
 
 import pytest
 
-from tests.faults.harness import checked, connect_listener, master_burst, seed_copiers, settle
+from tests.copytrading.copy_world import connect_listener
+from tests.faults.harness import checked, master_burst, seed_copiers, settle
 
 pytestmark = [pytest.mark.faults, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

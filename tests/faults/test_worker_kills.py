@@ -6,8 +6,9 @@ from contextlib import ExitStack
 import pytest
 
 from copytrading.models import CopyInstruction, FollowerOrder
+from tests.copytrading.copy_world import connect_listener
 from tests.faults.conftest import run_seeds
-from tests.faults.harness import checked, connect_listener, master_burst, seed_copiers, settle
+from tests.faults.harness import checked, master_burst, seed_copiers, settle
 from tests.processes import celery_worker, wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
