@@ -26,7 +26,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from asgiref.sync import sync_to_async
-from django.db import InterfaceError, OperationalError, close_old_connections
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
 from django.db.models import F
 from django.utils import timezone
 from redis.exceptions import RedisError
@@ -310,7 +310,14 @@ class ShardListener:
     def _db(self, func: Callable, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
         def call():  # type: ignore[no-untyped-def]
             close_old_connections()
-            return func(*args, **kwargs)
+            try:
+                return func(*args, **kwargs)
+            except (OperationalError, InterfaceError):
+                # A terminated or broken connection: dropped now, so the next call (the
+                # health update, the reconnect count) opens a fresh one instead of failing
+                # on the dead one and ending the listener task.
+                connection.close()
+                raise
 
         return sync_to_async(call, thread_sensitive=True)()
 
@@ -425,7 +432,8 @@ class ShardListener:
             if self._should_stop(started):
                 break
             first = False
-            await self._db(self._count_reconnect)
+            with contextlib.suppress(OperationalError, InterfaceError):
+                await self._db(self._count_reconnect)
             # Exponential backoff with full jitter, so many listeners do not reconnect in step.
             await asyncio.sleep(random.uniform(0, backoff))  # noqa: S311 - jitter, not security
             backoff = min(backoff * 2, BACKOFF_MAX)
