@@ -38,6 +38,13 @@ def test_stream_dropped_and_listener_killed_during_a_50_trade_burst(world, rng, 
         wait_for(connected, timeout=30, what="the listener")
         master_burst(world, master.login, opens=drop_at, closes=0, rng=rng)
         assert api.post("/v1/admin/faults", {"drop_streams": True})[0] == 200
+        # The listener must see the drop before it is killed, else (on a loaded machine) the
+        # kill can come first and the dropped stream is never counted.
+        wait_for(
+            lambda: ListenerShard.objects.get().reconnects >= 1,
+            timeout=30,
+            what="the listener to notice the dropped stream",
+        )
         master_burst(world, master.login, opens=kill_at - drop_at, closes=0, rng=rng)
         listener.kill()
         ListenerShard.objects.update(connected=False)
