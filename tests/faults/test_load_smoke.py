@@ -15,6 +15,16 @@ from tests.processes import ROOT
 pytestmark = [pytest.mark.faults, pytest.mark.e2e]
 
 
+def _drop_database(name: str) -> None:
+    """The script's database is of no use after the run: not left behind in every checkout."""
+    import psycopg
+
+    db = settings.DATABASES["default"]
+    params = {k.lower(): db[k] for k in ("HOST", "PORT", "USER", "PASSWORD") if db.get(k)}
+    with psycopg.connect(dbname="postgres", autocommit=True, **params) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.mark.faults_budget(120)
 def test_load_script_smoke(django_db_setup, django_db_blocker, deadline):
     env = {
@@ -31,9 +41,12 @@ def test_load_script_smoke(django_db_setup, django_db_blocker, deadline):
     args += ["--drain-seconds", "30", "--json"]
     with django_db_blocker.unblock():
         connection.close()  # a template must have no other session
-    done = subprocess.run(  # noqa: S603
-        args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=110
-    )
+    try:
+        done = subprocess.run(  # noqa: S603
+            args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=110
+        )
+    finally:
+        _drop_database(env["LOAD_DATABASE"])
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["verdict"] == {
