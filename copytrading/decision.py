@@ -112,13 +112,20 @@ import dataclasses
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from enum import Enum, IntEnum, StrEnum
 from functools import lru_cache
 from types import MappingProxyType, NoneType, UnionType
 from typing import Any, Self
 
-from risk.checks import CheckResult, Exposure, FollowerQuote, PretradeLimits, run_checks
+from risk.checks import (
+    CheckResult,
+    Exposure,
+    FollowerQuote,
+    PretradeLimits,
+    run_checks,
+    stored_decimal,
+)
 
 from .sizing import Sized, VolumeMode, copy_volume, partial_close_volume
 from .symbols import Resolution, SymbolsMode, resolve_follower_symbol, symbol_selected
@@ -381,16 +388,7 @@ def _as_list(value: Any) -> list[Any] | tuple[Any, ...]:
 
 
 def _decode_decimal(value: Any) -> Decimal:
-    # A float here would already be inexact: stored inputs carry Decimals as strings.
-    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
-        raise ValueError(f"expected a decimal string, got {value!r}")
-    try:
-        result = Decimal(value)
-    except InvalidOperation as exc:
-        raise ValueError(f"not a decimal: {value!r}") from exc
-    if not result.is_finite():
-        raise ValueError(f"not a finite decimal: {value!r}")
-    return result
+    return stored_decimal(value)
 
 
 def _decode_bool(value: Any) -> bool:

@@ -64,6 +64,7 @@ __all__ = [
     "Outcome",
     "PretradeLimits",
     "run_checks",
+    "stored_decimal",
 ]
 
 _CTX = Context(prec=40, rounding=ROUND_DOWN, traps=[InvalidOperation, DivisionByZero, Overflow])
@@ -140,18 +141,24 @@ class _Plain:
 _OPTIONAL_DECIMALS = {"bid", "ask", "quote_rate", "base_rate", "margin", "open_notional"}
 
 
-def _decimal(name: str, value: Any) -> Decimal | None:
-    if value is None:
-        return None
+def stored_decimal(value: Any, name: str = "") -> Decimal:
+    """A Decimal read back from stored JSON (limits here, decision inputs in copytrading):
+    a decimal string, an int or a Decimal. A float would already be inexact, so it is
+    refused, as are booleans, non-numbers and infinities, with an error naming the field."""
+    where = f"{name}: " if name else ""
     if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
-        raise ValueError(f"{name}: expected a decimal string, got {value!r}")
+        raise ValueError(f"{where}expected a decimal string, got {value!r}")
     try:
         result = Decimal(value)
     except InvalidOperation as exc:
-        raise ValueError(f"{name}: not a decimal: {value!r}") from exc
+        raise ValueError(f"{where}not a decimal: {value!r}") from exc
     if not result.is_finite():
-        raise ValueError(f"{name}: not a finite decimal: {value!r}")
+        raise ValueError(f"{where}not a finite decimal: {value!r}")
     return result
+
+
+def _decimal(name: str, value: Any) -> Decimal | None:
+    return None if value is None else stored_decimal(value, name)
 
 
 @dataclass(frozen=True, slots=True)
