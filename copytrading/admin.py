@@ -177,6 +177,87 @@ class StaffActionsMixin:
         )
 
 
+class PauseActionsMixin(StaffActionsMixin):
+    """Pause and resume, each with a reason: a row and detail button for one object, a bulk
+    action for the selected ones. A subclass names its objects and says what each does
+    (`noun`, `pause_note`, `resume_note`) and calls the services in `_pause`/`_resume`."""
+
+    noun = ""
+    pause_note = ""
+    resume_note = ""
+
+    def _pause(self, obj: Any, reason: str, *, request: HttpRequest) -> str:
+        raise NotImplementedError
+
+    def _resume(self, obj: Any, reason: str, *, request: HttpRequest) -> str:
+        raise NotImplementedError
+
+    @action(
+        description="Pause",
+        url_path="pause",
+        permissions=["pause"],
+        icon="pause",
+        extra_options=BUTTON,
+    )
+    def row_pause(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return self.reason_flow(
+            request,
+            object_id,
+            name="pause",
+            title=f"Pause {self.noun}",
+            verb="Pause",
+            danger=True,
+            note=self.pause_note,
+            perform=lambda obj, reason: self._pause(obj, reason, request=request),
+        )
+
+    @action(
+        description="Resume",
+        url_path="resume",
+        permissions=["pause"],
+        icon="play_arrow",
+        extra_options=BUTTON,
+    )
+    def row_resume(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return self.reason_flow(
+            request,
+            object_id,
+            name="resume",
+            title=f"Resume {self.noun}",
+            verb="Resume",
+            note=self.resume_note,
+            perform=lambda obj, reason: self._resume(obj, reason, request=request),
+        )
+
+    @admin.action(
+        description="Pause selected %(verbose_name_plural)s (asks for a reason)",
+        permissions=["pause"],
+    )
+    def pause_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self.bulk_reason(
+            request,
+            queryset,
+            name="bulk_pause",
+            title=f"Pause {self.noun}s",
+            verb="Pause",
+            perform=lambda obj, reason: self._pause(obj, reason, request=request),
+        )
+
+    @admin.action(
+        description="Resume selected %(verbose_name_plural)s (asks for a reason)",
+        permissions=["pause"],
+    )
+    def resume_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self.bulk_reason(
+            request,
+            queryset,
+            name="bulk_resume",
+            title=f"Resume {self.noun}s",
+            verb="Resume",
+            perform=lambda obj, reason: self._resume(obj, reason, request=request),
+        )
+
+
 def _link(url: str, text: str) -> str:
     return format_html('<a href="{}">{}</a>', url, text)
 
@@ -222,7 +303,12 @@ class CopySubscriptionForm(forms.ModelForm):
 
 
 @admin.register(CopyMaster)
-class CopyMasterAdmin(StaffActionsMixin, SimpleHistoryAdmin, ModelAdmin):
+class CopyMasterAdmin(PauseActionsMixin, SimpleHistoryAdmin, ModelAdmin):
+    noun = "master"
+    pause_note = (
+        "No follower gets a new copy of this master's trades until resumed; "
+        "closes of what was copied still go through."
+    )
     list_display = (
         "strategy_name",
         "login",
@@ -269,83 +355,30 @@ class CopyMasterAdmin(StaffActionsMixin, SimpleHistoryAdmin, ModelAdmin):
     def live(self, obj: CopyMaster) -> str:
         return _link(reverse("staff:live-positions-master", args=[obj.pk]), "live")
 
-    def _pause(self, obj: CopyMaster, reason: str, *, actor: Any) -> str:
-        master_pause(master=obj, reason=reason, actor=actor)
+    def _pause(self, obj: CopyMaster, reason: str, *, request: HttpRequest) -> str:
+        master_pause(master=obj, reason=reason, actor=request.user)
         return f"Master {obj} paused: no new copies for any follower."
 
-    def _resume(self, obj: CopyMaster, reason: str, *, actor: Any) -> str:
-        master_resume(master=obj, reason=reason, actor=actor)
+    def _resume(self, obj: CopyMaster, reason: str, *, request: HttpRequest) -> str:
+        master_resume(master=obj, reason=reason, actor=request.user)
         return f"Master {obj} resumed."
-
-    @action(
-        description="Pause",
-        url_path="pause",
-        permissions=["pause"],
-        icon="pause",
-        extra_options=BUTTON,
-    )
-    def row_pause(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        return self.reason_flow(
-            request,
-            object_id,
-            name="pause",
-            title="Pause master",
-            verb="Pause",
-            danger=True,
-            note="No follower gets a new copy of this master's trades until resumed; "
-            "closes of what was copied still go through.",
-            perform=lambda obj, reason: self._pause(obj, reason, actor=request.user),
-        )
-
-    @action(
-        description="Resume",
-        url_path="resume",
-        permissions=["pause"],
-        icon="play_arrow",
-        extra_options=BUTTON,
-    )
-    def row_resume(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        return self.reason_flow(
-            request,
-            object_id,
-            name="resume",
-            title="Resume master",
-            verb="Resume",
-            perform=lambda obj, reason: self._resume(obj, reason, actor=request.user),
-        )
 
     @action(description="Live positions", url_path="live", icon="monitoring")
     def detail_live(self, request: HttpRequest, object_id: str) -> HttpResponse:
         return HttpResponseRedirect(reverse("staff:live-positions-master", args=[object_id]))
-
-    @admin.action(description="Pause selected masters (asks for a reason)", permissions=["pause"])
-    def pause_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
-        return self.bulk_reason(
-            request,
-            queryset,
-            name="bulk_pause",
-            title="Pause masters",
-            verb="Pause",
-            perform=lambda obj, reason: self._pause(obj, reason, actor=request.user),
-        )
-
-    @admin.action(description="Resume selected masters (asks for a reason)", permissions=["pause"])
-    def resume_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
-        return self.bulk_reason(
-            request,
-            queryset,
-            name="bulk_resume",
-            title="Resume masters",
-            verb="Resume",
-            perform=lambda obj, reason: self._resume(obj, reason, actor=request.user),
-        )
 
 
 # -- followers ---------------------------------------------------------------------------
 
 
 @admin.register(CopyFollower)
-class CopyFollowerAdmin(StaffActionsMixin, SimpleHistoryAdmin, ModelAdmin):
+class CopyFollowerAdmin(PauseActionsMixin, SimpleHistoryAdmin, ModelAdmin):
+    noun = "follower"
+    pause_note = (
+        "Every subscription of this follower stops opening copies at once; "
+        "closes of what was copied still go through."
+    )
+    resume_note = "Resumes the paused subscriptions; risk stops stay."
     list_display = (
         "id",
         "login",
@@ -403,51 +436,13 @@ class CopyFollowerAdmin(StaffActionsMixin, SimpleHistoryAdmin, ModelAdmin):
     def live(self, obj: CopyFollower) -> str:
         return _link(reverse("staff:live-positions-follower", args=[obj.pk]), "live")
 
-    def _pause(self, obj: CopyFollower, reason: str, *, actor: Any) -> str:
-        n = follower_pause(follower=obj, reason=reason, actor=actor)
+    def _pause(self, obj: CopyFollower, reason: str, *, request: HttpRequest) -> str:
+        n = follower_pause(follower=obj, reason=reason, actor=request.user)
         return f"Follower #{obj.account.login} paused ({n} subscription(s))."
 
-    def _resume(self, obj: CopyFollower, reason: str, *, actor: Any) -> str:
-        n = follower_resume(follower=obj, reason=reason, actor=actor)
+    def _resume(self, obj: CopyFollower, reason: str, *, request: HttpRequest) -> str:
+        n = follower_resume(follower=obj, reason=reason, actor=request.user)
         return f"Follower #{obj.account.login} resumed ({n} subscription(s))."
-
-    @action(
-        description="Pause",
-        url_path="pause",
-        permissions=["pause"],
-        icon="pause",
-        extra_options=BUTTON,
-    )
-    def row_pause(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        return self.reason_flow(
-            request,
-            object_id,
-            name="pause",
-            title="Pause follower",
-            verb="Pause",
-            danger=True,
-            note="Every subscription of this follower stops opening copies at once; "
-            "closes of what was copied still go through.",
-            perform=lambda obj, reason: self._pause(obj, reason, actor=request.user),
-        )
-
-    @action(
-        description="Resume",
-        url_path="resume",
-        permissions=["pause"],
-        icon="play_arrow",
-        extra_options=BUTTON,
-    )
-    def row_resume(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        return self.reason_flow(
-            request,
-            object_id,
-            name="resume",
-            title="Resume follower",
-            verb="Resume",
-            note="Resumes the paused subscriptions; risk stops stay.",
-            perform=lambda obj, reason: self._resume(obj, reason, actor=request.user),
-        )
 
     @action(description="Live positions", url_path="live", icon="monitoring")
     def detail_live(self, request: HttpRequest, object_id: str) -> HttpResponse:
@@ -465,36 +460,14 @@ class CopyFollowerAdmin(StaffActionsMixin, SimpleHistoryAdmin, ModelAdmin):
             raise Http404
         return HttpResponseRedirect(reverse("staff:drift-account", args=[follower.account_id]))
 
-    @admin.action(description="Pause selected followers (asks for a reason)", permissions=["pause"])
-    def pause_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
-        return self.bulk_reason(
-            request,
-            queryset,
-            name="bulk_pause",
-            title="Pause followers",
-            verb="Pause",
-            perform=lambda obj, reason: self._pause(obj, reason, actor=request.user),
-        )
-
-    @admin.action(
-        description="Resume selected followers (asks for a reason)", permissions=["pause"]
-    )
-    def resume_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
-        return self.bulk_reason(
-            request,
-            queryset,
-            name="bulk_resume",
-            title="Resume followers",
-            verb="Resume",
-            perform=lambda obj, reason: self._resume(obj, reason, actor=request.user),
-        )
-
 
 # -- subscriptions -----------------------------------------------------------------------
 
 
 @admin.register(CopySubscription)
-class CopySubscriptionAdmin(StaffActionsMixin, SimpleHistoryAdmin, ModelAdmin):
+class CopySubscriptionAdmin(PauseActionsMixin, SimpleHistoryAdmin, ModelAdmin):
+    noun = "subscription"
+    pause_note = "No new opening copy from the moment this is saved; closes still go through."
     list_display = (
         "id",
         "follower_login",
@@ -592,8 +565,8 @@ class CopySubscriptionAdmin(StaffActionsMixin, SimpleHistoryAdmin, ModelAdmin):
         extra = {"recent_decisions": decisions, **(extra_context or {})}
         return super().change_view(request, object_id, form_url, extra)
 
-    def _pause(self, obj: CopySubscription, reason: str, *, actor: Any) -> str:
-        subscription_pause(subscription=obj, reason=reason, actor=actor)
+    def _pause(self, obj: CopySubscription, reason: str, *, request: HttpRequest) -> str:
+        subscription_pause(subscription=obj, reason=reason, actor=request.user)
         return f"Subscription {obj.pk} paused."
 
     def _resume(self, obj: CopySubscription, reason: str, *, request: HttpRequest) -> str:
@@ -604,42 +577,6 @@ class CopySubscriptionAdmin(StaffActionsMixin, SimpleHistoryAdmin, ModelAdmin):
             clear_risk_stop=request.user.has_perm(CLEAR_RISK_STOP_PERMISSION),
         )
         return f"Subscription {obj.pk} resumed."
-
-    @action(
-        description="Pause",
-        url_path="pause",
-        permissions=["pause"],
-        icon="pause",
-        extra_options=BUTTON,
-    )
-    def row_pause(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        return self.reason_flow(
-            request,
-            object_id,
-            name="pause",
-            title="Pause subscription",
-            verb="Pause",
-            danger=True,
-            note="No new opening copy from the moment this is saved; closes still go through.",
-            perform=lambda obj, reason: self._pause(obj, reason, actor=request.user),
-        )
-
-    @action(
-        description="Resume",
-        url_path="resume",
-        permissions=["pause"],
-        icon="play_arrow",
-        extra_options=BUTTON,
-    )
-    def row_resume(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        return self.reason_flow(
-            request,
-            object_id,
-            name="resume",
-            title="Resume subscription",
-            verb="Resume",
-            perform=lambda obj, reason: self._resume(obj, reason, request=request),
-        )
 
     @action(
         description="Force-close all copies",
@@ -700,32 +637,6 @@ class CopySubscriptionAdmin(StaffActionsMixin, SimpleHistoryAdmin, ModelAdmin):
             raise Http404
         return HttpResponseRedirect(
             reverse("staff:live-positions-follower", args=[sub.follower_id])
-        )
-
-    @admin.action(
-        description="Pause selected subscriptions (asks for a reason)", permissions=["pause"]
-    )
-    def pause_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
-        return self.bulk_reason(
-            request,
-            queryset,
-            name="bulk_pause",
-            title="Pause subscriptions",
-            verb="Pause",
-            perform=lambda obj, reason: self._pause(obj, reason, actor=request.user),
-        )
-
-    @admin.action(
-        description="Resume selected subscriptions (asks for a reason)", permissions=["pause"]
-    )
-    def resume_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
-        return self.bulk_reason(
-            request,
-            queryset,
-            name="bulk_resume",
-            title="Resume subscriptions",
-            verb="Resume",
-            perform=lambda obj, reason: self._resume(obj, reason, request=request),
         )
 
 

@@ -27,14 +27,11 @@ from .models import (
 from .pretrade import pretrade_closeness, pretrade_stops
 
 
-@admin.register(KillSwitch)
-class KillSwitchAdmin(SimpleHistoryAdmin, ModelAdmin):
-    """Read here; changed only through risk.services.kill_switch_set (with a reason), from
-    the kill switch page (the button below, or the sidebar)."""
+class _SwitchAdmin(SimpleHistoryAdmin, ModelAdmin):
+    """A switch is read here, with its history, and changed only on its staff page, through
+    a service with a reason: no add or delete; the detail button goes to that page."""
 
-    list_display = ("__str__", "active", "reason", "changed_by", "changed_at")
-    list_select_related = ("changed_by",)
-    readonly_fields = ("active", "reason", "changed_by", "changed_at")
+    switch_page = ""  # the staff page's URL name
     actions_list = ["toggle"]
     actions_detail = ["toggle_detail"]
 
@@ -44,42 +41,45 @@ class KillSwitchAdmin(SimpleHistoryAdmin, ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
-    @action(description="Turn on or off (asks for a reason)", url_path="toggle", icon="power")
-    def toggle(self, request: HttpRequest) -> HttpResponse:
-        return HttpResponseRedirect(reverse("staff:kill-switch"))
+    def _to_page(self) -> HttpResponse:
+        return HttpResponseRedirect(reverse(self.switch_page))
 
     @action(description="Turn on or off", url_path="toggle", icon="power")
     def toggle_detail(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        return HttpResponseRedirect(reverse("staff:kill-switch"))
+        return self._to_page()
+
+
+@admin.register(KillSwitch)
+class KillSwitchAdmin(_SwitchAdmin):
+    """Read here; changed only through risk.services.kill_switch_set (with a reason), from
+    the kill switch page (the button below, or the sidebar)."""
+
+    switch_page = "staff:kill-switch"
+    list_display = ("__str__", "active", "reason", "changed_by", "changed_at")
+    list_select_related = ("changed_by",)
+    readonly_fields = ("active", "reason", "changed_by", "changed_at")
+
+    @action(description="Turn on or off (asks for a reason)", url_path="toggle", icon="power")
+    def toggle(self, request: HttpRequest) -> HttpResponse:
+        return self._to_page()
 
 
 @admin.register(ServerSwitch)
-class ServerSwitchAdmin(SimpleHistoryAdmin, ModelAdmin):
+class ServerSwitchAdmin(_SwitchAdmin):
     """A kill switch per broker server: read here, with its history; changed only through a
     service with a reason."""
 
+    switch_page = "staff:server-switches"
     list_display = ("broker_server", "active", "reason", "changed_by", "changed_at")
     list_select_related = ("broker_server", "changed_by")
     search_fields = ("broker_server__name",)
     readonly_fields = ("broker_server", "active", "reason", "changed_by", "changed_at")
-    actions_list = ["toggle"]
-    actions_detail = ["toggle_detail"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
     @action(
         description="Turn a server on or off (asks for a reason)", url_path="toggle", icon="power"
     )
     def toggle(self, request: HttpRequest) -> HttpResponse:
-        return HttpResponseRedirect(reverse("staff:server-switches"))
-
-    @action(description="Turn on or off", url_path="toggle", icon="power")
-    def toggle_detail(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        return HttpResponseRedirect(reverse("staff:server-switches"))
+        return self._to_page()
 
 
 # -- post-trade: limits, monitor state, stops --------------------------------------------
