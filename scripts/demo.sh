@@ -35,11 +35,33 @@ $PY manage.py migrate --no-input -v 0
 mkdir -p var/log
 
 pids=()
+stopping=
 stop_all() {
   trap - INT TERM EXIT
+  stopping=1
   echo
   echo "demo: stopping..."
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  # A Celery worker's warm shutdown waits for its running tasks, and a listener's task streams
+  # until its session ends (minutes): after a grace period its pool processes are stopped too,
+  # and whatever is still up after that is killed.
+  for step in term kill; do
+    for _ in $(seq 1 20); do
+      alive=0
+      for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+      [ "$alive" = 0 ] && break
+      sleep 0.5
+    done
+    [ "$alive" = 0 ] && break
+    for pid in "${pids[@]}"; do
+      if [ "$step" = term ]; then
+        pkill -TERM -P "$pid" 2>/dev/null || true
+      else
+        pkill -KILL -P "$pid" 2>/dev/null || true
+        kill -KILL "$pid" 2>/dev/null || true
+      fi
+    done
+  done
   wait 2>/dev/null || true
   echo "demo: stopped."
 }
@@ -82,4 +104,4 @@ start demo-trader $PY manage.py demo_trader --interval "${DEMO_TRADE_INTERVAL:-3
 $PY manage.py ensure_admin --url "http://$HOST:$PORT/admin/"
 echo "demo: running; Ctrl-C stops everything."
 wait -n "${pids[@]}" || true
-echo "demo: a process exited; see var/log/ for why."
+[ -n "$stopping" ] || echo "demo: a process exited; see var/log/ for why."
