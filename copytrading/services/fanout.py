@@ -770,17 +770,23 @@ WHERE s.master_account_id = %b AND s.deleted_at IS NULL
 """
 
 
-def prefetch_quotes(event: EventRow) -> dict[tuple[int, str], tuple[Decimal, Decimal]]:
+def prefetch_quotes(
+    event: EventRow, *, subscription_ids: list[int] | None = None
+) -> dict[tuple[int, str], tuple[Decimal, Decimal]]:
     """{(follower server id, SYMBOL): (bid, ask)} the pre-trade checks of this opening
     event will read: one venue call per server and symbol (cached for a second in Redis,
     copytrading.prices), made before any transaction opens. Empty when no subscription of
-    the master has a limit that reads a price (one query)."""
+    the master (of `subscription_ids`, when given: a repair, a remedy) has a limit that
+    reads a price (one query)."""
     from .execution import _server
 
     if event.event_type not in _OPENING_KINDS:
         return {}
+    sql, params = _QUOTE_NEEDS_SQL, [event.account_id]
+    if subscription_ids is not None:
+        sql, params = sql + "    AND s.id = ANY(%b)\n", [*params, subscription_ids]
     with cursor() as cur:
-        cur.execute(_QUOTE_NEEDS_SQL, [event.account_id])
+        cur.execute(sql, params)
         needs = cur.fetchall()
     if not needs:
         return {}

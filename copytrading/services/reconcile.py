@@ -10,7 +10,10 @@ sync status and drift, and repairs by policy, each repair a `CopyInstruction` (o
   the broker) while the master position is still open: the link is closed and, when the
   subscription may still open, the position is opened again (REPAIR_REOPEN); except a
   margin stop-out (read from the venue's deals): risk marks it and stops the
-  subscription, and nothing is re-opened;
+  subscription, and nothing is re-opened. A re-open passes the pre-trade checks of a
+  normal open (kill and server switches, master pause, lots, leverage, risk, margin,
+  slippage, on a quote fetched like fan-out's); one they refuse is stored skipped with
+  their reason (the link stays closed, the subscription out of sync);
 - a position the back office did not open: flagged as drift; closed when the follower
   is copy-only (`manual_trading_mode` 0) (REPAIR_CLOSE_UNMANAGED).
 
@@ -22,6 +25,7 @@ nothing twice.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import defaultdict
 from decimal import Decimal
 from typing import Any
@@ -42,6 +46,7 @@ from ..choices import (
     CopySubscriptionCopyMode,
     CopySubscriptionStatus,
     MasterEventFanoutState,
+    MasterEventType,
     SubscriptionSyncStatus,
     TradeLinkStatus,
 )
@@ -197,6 +202,7 @@ def reconcile_account(
         .values_list("account_id", flat=True)
     )
     stopped_out = _stopped_out(account, links, live, busy)
+    reopens: list[tuple[CopySubscription, TradeLink, int, dict[str, dict]]] = []
     for link in links:
         if link.status != TradeLinkStatus.OPEN or link.id in busy:
             continue  # an open or a close is under way: judge it when it has landed
@@ -246,29 +252,7 @@ def reconcile_account(
             if master_still_open:
                 drift[sub.id] += link.follower_volume
                 if _may_open(sub):
-                    decision = d.CopyDecision(
-                        rule_version=REPAIR_RULE_VERSION,
-                        action=d.CopyAction.OPEN,
-                        follower_symbol=link.follower_symbol,
-                        side=d.Side(link.side),
-                        volume=link.follower_volume,
-                        order_type=d.OrderType.MARKET,
-                        sl=link.sl,
-                        tp=link.tp,
-                    )
-                    rows.append(
-                        _repair_row(
-                            sub=sub,
-                            link=link,
-                            action=CopyInstructionAction.OPEN,
-                            reason="REPAIR_REOPEN",
-                            detail=f"follower position {link.follower_position_id} was closed at "
-                            f"the venue while master position {link.master_position_id} is open",
-                            coid=f"rp{link.id}n{n}",
-                            decision=decision,
-                            now=now,
-                        )
-                    )
+                    reopens.append((sub, link, n, master_open[link.master_account_id]))
         elif held.volume != link.follower_volume:
             drift[sub.id] += abs(held.volume - link.follower_volume)
             trouble.add(sub.id)
@@ -355,6 +339,12 @@ def reconcile_account(
                     now=now,
                 )
             )
+    # Re-opens pass the pre-trade checks of a normal open (venue quotes fetched here,
+    # before the transaction); one that fails them is stored skipped with the reason.
+    skipped: list[dict[str, Any]] = []
+    for sub, link, n, master_positions in reopens:
+        row = _reopen_row(sub=sub, link=link, n=n, master=master_positions, now=now)
+        (rows if row["status"] == CopyInstructionStatus.READY else skipped).append(row)
     statuses: dict[int, tuple[str, Decimal]] = {}
     with transaction.atomic():
         # The links judged may have moved since they were read (an order recorded, a close
@@ -367,6 +357,7 @@ def reconcile_account(
         )
         if moved:
             rows = [r for r in rows if r["trade_link_id"] not in moved]
+            skipped = [r for r in skipped if r["trade_link_id"] not in moved]
             closed_links = [link for link in closed_links if link.id not in moved]
         if closed_links:
             update_objects(closed_links, columns=["status", "reason", "closed_at", "updated_at"])
@@ -376,6 +367,7 @@ def reconcile_account(
                 status=TradeLinkStatus.OPENING, follower_position_id="", updated_at=now
             )
         inserted = insert_rows(CopyInstruction, rows, columns=INSTRUCTION_COLUMNS)
+        insert_rows(CopyInstruction, skipped, columns=INSTRUCTION_COLUMNS)
         for sub in subs:
             if sub.id not in trouble:
                 status = SubscriptionSyncStatus.IN_SYNC
@@ -395,6 +387,109 @@ def reconcile_account(
             stop_outs=[{"login": account.login, "position_id": p} for p in sorted(stopped_out)],
         )
     return ({account.broker_server_id: inserted} if inserted else {}), statuses
+
+
+def _reopen_row(
+    *, sub: CopySubscription, link: TradeLink, n: int, master: dict[str, dict], now: Any
+) -> dict[str, Any]:
+    """The REPAIR_REOPEN of a link whose follower position vanished: decided by the copy
+    rules from the master's opening event (at its current volume and levels), with the
+    inputs and quotes fan-out gathers (`build_inputs`, `prefetch_quotes`), so it passes
+    the same pre-trade checks as a normal open (switches, master pause, lots, leverage,
+    risk, margin, slippage). It keeps the link's size when the checks allow it (a lots
+    limit may cut it) and its levels; a refused one comes back skipped with the rules'
+    reason and detail. The market's state is left to the venue's answer, as before."""
+    from .fanout import EventRow, build_inputs, prefetch_quotes, split_inputs
+
+    state = master.get(link.master_position_id, {})
+    opened = (
+        MasterEvent.objects.filter(
+            account_id=link.master_account_id,
+            master_position_id=link.master_position_id,
+            event_type=MasterEventType.POSITION_OPENED,
+        )
+        .select_related("account__broker_server")
+        .order_by("id")
+        .first()
+    )
+    detail = (
+        f"follower position {link.follower_position_id} was closed at the venue while "
+        f"master position {link.master_position_id} is open"
+    )
+    inputs_dict: dict[str, Any] = {}
+    if opened is None:
+        decision = d.CopyDecision(
+            rule_version=REPAIR_RULE_VERSION,
+            action=d.CopyAction.SKIP,
+            reason=d.SkipReason.NOTHING_TO_DO,
+            detail="the master position's opening event is not stored: it cannot be checked",
+        )
+    else:
+        event = dataclasses.replace(
+            EventRow.from_model(opened),
+            volume=state.get("volume") or opened.volume,
+            sl=state.get("sl"),
+            tp=state.get("tp"),
+            existing=None,  # it was copied before: not an existing position to copy
+        )
+        sub = CopySubscription.all_objects.select_related(
+            "master", "follower", "follower_account__broker_server", "master_account"
+        ).get(pk=sub.pk)
+        quotes = prefetch_quotes(event, subscription_ids=[sub.id])
+        ((_, inputs, _),) = build_inputs(event, [sub], quotes=quotes)
+        spec = inputs.follower_symbol
+        inputs = dataclasses.replace(
+            inputs,
+            link=None,  # the link being repaired, closed by now
+            follower_symbol=dataclasses.replace(spec, trading=True) if spec else None,
+        )
+        checked = d.decide(inputs)
+        shared, own = split_inputs(inputs)
+        inputs_dict = {"decision_inputs": {**shared, **own}}
+        if checked.action is d.CopyAction.PLACE_PENDING:
+            checked = d.CopyDecision(
+                rule_version=checked.rule_version,
+                action=d.CopyAction.SKIP,
+                reason=d.SkipReason.MAX_SLIPPAGE,
+                detail=f"a repair re-opens at market only: {checked.detail}",
+                checks=checked.checks,
+            )
+        if checked.skipped:
+            decision = dataclasses.replace(checked, rule_version=REPAIR_RULE_VERSION)
+        else:
+            assert checked.volume is not None
+            decision = d.CopyDecision(
+                rule_version=REPAIR_RULE_VERSION,
+                action=d.CopyAction.OPEN,
+                follower_symbol=link.follower_symbol,
+                side=d.Side(link.side),
+                volume=min(link.follower_volume, checked.volume),
+                order_type=d.OrderType.MARKET,
+                sl=link.sl,
+                tp=link.tp,
+                checks=checked.checks,
+                market_wait_seconds=checked.market_wait_seconds,
+            )
+    row = _repair_row(
+        sub=sub,
+        link=link,
+        action=CopyInstructionAction.OPEN,
+        reason="REPAIR_REOPEN",
+        detail=detail,
+        coid=f"rp{link.id}n{n}",
+        decision=decision,
+        now=now,
+        inputs=inputs_dict,
+    )
+    if decision.skipped:
+        assert decision.reason is not None
+        row.update(
+            status=CopyInstructionStatus.SKIPPED,
+            reason=str(decision.reason),
+            detail=f"{detail}; not re-opened: {decision.detail}"[:500],
+            volume=None,
+        )
+    return row
 
 
 def _moved_since_read(link_ids: set[int], read_at: dict[int, Any]) -> set[int]:

@@ -167,3 +167,47 @@ def test_a_close_refused_for_a_closed_market_waits_and_goes_once_it_reopens(worl
     status, deals = world.api(1).get(f"/v1/accounts/{login}/deals")
     assert status == 200
     assert [d["client_order_id"] for d in deals if d["entry"] == "out"] == [waiting.client_order_id]
+
+
+def test_a_reconciliation_reopen_passes_the_pretrade_checks_of_an_open(world):
+    from copytrading.prices import quotes
+    from copytrading.services.reconcile import followers_reconcile
+
+    master = world.master(0)
+    plain = follower(world, master, 1)
+    slips = follower(world, master, 1, max_slippage=Decimal("0.0005"))
+    world.start()
+    world.order(master.account.login, volume=1)
+    world.wait_links(plain, "open")
+    world.wait_links(slips, "open")
+    # Venue B now asks 0.001 more than the master's fill: a new open would slip too far.
+    world.api(1).post("/v1/admin/prices", {"symbol": "EURUSDm", "bid": 1.101, "ask": 1.1011})
+    server = slips.follower_account.broker_server
+    wait_for(  # the quote cache (a second) has the new price
+        lambda: Decimal(quotes(server, {"EURUSDm"})["EURUSDm"]["ask"]) == Decimal("1.1011"),
+        what="the new quote",
+    )
+    for sub in (plain, slips):
+        (pos,) = world.positions(sub.follower_account.login, 1)
+        world.close(sub.follower_account.login, pos["position_id"], 1)  # by hand
+    statuses = followers_reconcile()
+    assert statuses[plain.id][0] == "drifting"
+    assert statuses[slips.id][0] == "out_of_sync"  # nothing it may repair
+    refused = CopyInstruction.objects.get(subscription=slips, origin="repair")
+    assert (refused.action, refused.status, refused.reason) == ("open", "skipped", "MAX_SLIPPAGE")
+    assert "not re-opened" in refused.detail
+    assert TradeLink.objects.get(subscription=slips).status == "closed"
+    wait_for(lambda: len(world.positions(plain.follower_account.login, 1)) == 1, what="reopen")
+    world.wait_links(plain, "open")
+    # The master pause stops a repair's open like any other.
+    master_pause(master=master, reason="strategy under review", actor=None)
+    (pos,) = world.positions(plain.follower_account.login, 1)
+    world.close(plain.follower_account.login, pos["position_id"], 1)
+    followers_reconcile()
+    paused = CopyInstruction.objects.filter(subscription=plain, origin="repair").last()
+    assert (paused.status, paused.reason) == ("skipped", "KILL_SWITCH")
+    assert world.positions(plain.follower_account.login, 1) == []
+    assert followers_reconcile() == {
+        plain.id: ("in_sync", Decimal(0)),
+        slips.id: ("in_sync", Decimal(0)),
+    }
