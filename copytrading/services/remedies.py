@@ -581,11 +581,15 @@ def _push(link_ids: list[int]) -> None:
 
 
 def _reopen_decision(
-    sub: CopySubscription, link: TradeLink | None, master: dict[str, Any]
+    sub: CopySubscription,
+    link: TradeLink | None,
+    master: dict[str, Any],
+    quotes: dict[tuple[int, str], Any] | None = None,
 ) -> tuple[d.CopyDecision, dict[str, Any]]:
     """(the open to send, the inputs it was decided from). A link that was sized before
     keeps its size; a master position never copied is decided afresh by the copy rules,
-    as a copy of an existing position."""
+    as a copy of an existing position, its pre-trade checks reading `quotes` (fetched
+    before the transaction like fan-out's, `_reopen_quotes`)."""
     if link is not None and link.follower_symbol and link.follower_volume > 0:
         return (
             d.CopyDecision(
@@ -633,10 +637,22 @@ def _reopen_decision(
     sub = CopySubscription.all_objects.select_related(
         "master", "follower", "follower_account__broker_server"
     ).get(pk=sub.pk)
-    ((_, inputs, _),) = build_inputs(event, [sub], existing=True)
+    ((_, inputs, _),) = build_inputs(event, [sub], existing=True, quotes=quotes)
     decision = d.decide(inputs)
     shared, own = split_inputs(inputs)
     return decision, {**shared, **own}
+
+
+def _reopen_quotes(sub: CopySubscription, master: dict[str, Any]) -> dict[tuple[int, str], Any]:
+    """The follower quotes the pre-trade checks of a fresh re-open decision read, fetched
+    like fan-out's (`prefetch_quotes`, only for this subscription), outside any
+    transaction; empty when its limits read no price or the opening event is unknown."""
+    from .fanout import EventRow, prefetch_quotes
+
+    event = master["event"]
+    if event is None:
+        return {}
+    return prefetch_quotes(EventRow.from_model(event), subscription_ids=[sub.pk])
 
 
 def drift_reopen(
@@ -653,10 +669,13 @@ def drift_reopen(
     the master position wait for this open) and gets the new position on fill, one link
     per (subscription, master position) as always; the open is refused at sending time
     if the subscription may not open now (paused, stopped, master paused, kill switch);
-    its client order id `sf<link>n<k>` makes a repeated click send nothing twice.
+    its client order id `sf<link>n<k>` makes a repeated click send nothing twice. A
+    position never copied is decided by the copy rules with the follower quote fetched
+    as fan-out does, so its price checks (slippage, leverage, risk, margin) can pass.
     """
     reason = _require_reason(reason)
     master = _master_open_position(subscription, master_position_id)
+    quotes = _reopen_quotes(subscription, master)  # a venue call: before the transaction
     now = timezone.now()
     with transaction.atomic():
         _lock_account(subscription.follower_account_id)
@@ -677,7 +696,7 @@ def drift_reopen(
                 f"Master position {master_position_id} has its copy already ({link.status}).",
                 code="ALREADY_LINKED",
             )
-        decision, inputs = _reopen_decision(sub, link, master)
+        decision, inputs = _reopen_decision(sub, link, master, quotes)
         if decision.skipped:
             raise CopyTradingError(
                 f"The copy rules refuse this open now: {decision.reason} {decision.detail}",

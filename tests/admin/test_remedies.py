@@ -248,3 +248,46 @@ def test_drift_lists_master_positions_opened_before_the_subscription(client, log
     body = client.get(f"/admin/ops/drift/{trade.sub.follower_account_id}/").content.decode()
     assert 'data-key="m:early-pos"' in body
     assert "never copied" in body
+
+
+def test_drift_reopen_of_a_never_copied_position_reads_the_follower_quote(
+    trade, queued, monkeypatch
+):
+    from copytrading.models import MasterEvent
+    from risk.models import SubscriptionLimits
+
+    sub = trade.sub
+    type(sub).all_objects.filter(pk=sub.pk).update(copy_existing_positions=True)
+    SubscriptionLimits.objects.create(subscription=sub, max_slippage=Decimal("0.001"))
+    event = MasterEvent.objects.create(
+        broker_server_id=sub.master_account.broker_server_id,
+        account=sub.master_account,
+        venue_event_id="ev-never-copied",
+        venue_seq=10_000,
+        event_type="position_opened",
+        master_position_id="mp-never-copied",
+        symbol="EURUSD",
+        side="buy",
+        order_type="market",
+        volume=Decimal("1"),
+        price=Decimal("1.10000"),
+        raw={},
+        venue_ts=timezone.now(),
+        received_at=timezone.now(),
+        fanout_state="done",
+    )
+    asked = []
+
+    def venue_quotes(server, symbols):
+        asked.append(set(symbols))
+        return {s: {"bid": "1.09998", "ask": "1.10002"} for s in symbols}
+
+    monkeypatch.setattr("copytrading.prices.quotes", venue_quotes)
+    result = remedies.drift_reopen(
+        subscription=sub, master_position_id=event.master_position_id, reason="x", actor=None
+    )
+    inst = CopyInstruction.objects.get(pk=result.instruction_id)
+    assert (inst.action, inst.status) == ("open", "ready")
+    assert asked == [{"EURUSD"}]
+    (check,) = inst.decision["checks"]
+    assert (check["code"], check["outcome"]) == ("MAX_SLIPPAGE", "pass")
