@@ -28,6 +28,11 @@ nothing at the venue, so each pass
 - ends one whose link is no longer open or pending (the follower position or order gone
   meanwhile: reconciliation saw a stop-out, a staff remedy closed it): skipped,
   ALREADY_CLOSED;
+- ends one whose follower position the venue no longer holds while its market is still
+  closed (its positions are asked, one call per follower account): a margin stop-out is
+  recorded by risk (link closed as stopped out, the subscription stopped), any other close
+  (its own stop, by hand) closes the link "closed at the venue, not by the back office";
+  the close is skipped, ALREADY_CLOSED, at once rather than when the market reopens;
 - keeps one waiting while the follower's market is closed;
 - otherwise sends it again as it was (same client order id and volume), the oldest waiting
   one of each link per pass and none while another close of the link is ready or in flight,
@@ -41,6 +46,7 @@ import dataclasses
 import logging
 from collections import defaultdict
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
@@ -106,6 +112,7 @@ def market_waits_redecide(*, now: datetime | None = None) -> int:
         except GatewayError as exc:
             logger.warning("market waits: symbols of %s not read: %s", server, exc)
     clear_reference_cache()
+    gone = _gone_positions([i for i, _s, _e, action in waiting if action in WAITS_FOR_MARKET])
     quotes: dict[Any, Any] = {}
     open_events = {e for _i, _s, e, action in waiting if action not in WAITS_FOR_MARKET}
     for event in MasterEvent.objects.filter(id__in=open_events).select_related(
@@ -130,7 +137,7 @@ def market_waits_redecide(*, now: datetime | None = None) -> int:
         )
         closes = [i for i in instructions if i.action in WAITS_FOR_MARKET]
         if closes:
-            _closes_release(closes, ready, now)
+            _closes_release(closes, ready, now, gone=gone)
         skipped_links = []
         for inst in instructions:
             if inst.action in WAITS_FOR_MARKET:
@@ -178,11 +185,102 @@ def market_waits_redecide(*, now: datetime | None = None) -> int:
     return len(instructions)
 
 
+def _gone_positions(close_ids: list[int]) -> set[int]:
+    """Links of the waiting closes whose follower position has gone from the venue while its
+    market is closed: one positions call per follower account (network, before any
+    transaction; an account whose venue does not answer is asked again next pass). Those the
+    venue's margin stop-out closed are recorded by risk here (it closes their links, with its
+    reason); the others are returned, their links closed by `_closes_release`."""
+    from risk.monitors import stop_outs_record, stopped_out_positions
+
+    from .reconcile import _positions_of
+
+    if not close_ids:
+        return set()
+    closed_markets = {
+        (server_id, name.upper())
+        for server_id, name in Symbol.objects.filter(trading=False).values_list(
+            "broker_server_id", "name"
+        )
+    }
+    links = [
+        (link_id, position_id, account_id, server_id, symbol)
+        for link_id, position_id, account_id, server_id, symbol in CopyInstruction.objects.filter(
+            id__in=close_ids,
+            action__in=(Action.CLOSE, Action.PARTIAL_CLOSE),
+            trade_link__status=TradeLinkStatus.OPEN,
+        )
+        .exclude(trade_link__follower_position_id="")
+        .values_list(
+            "trade_link_id",
+            "trade_link__follower_position_id",
+            "follower_account_id",
+            "follower_account__broker_server_id",
+            "follower_symbol",
+        )
+        if (server_id, symbol.upper()) in closed_markets  # an open market: the venue answers
+    ]
+    if not links:
+        return set()
+    from accounts.models import TradingAccount
+    from brokers.gateways import sync_gateway_for
+
+    accounts = TradingAccount.objects.filter(id__in={a for _l, _p, a, _s, _y in links})
+    by_server: dict[int, list[TradingAccount]] = defaultdict(list)
+    for account in accounts.select_related("broker_server"):
+        by_server[account.broker_server_id].append(account)
+    gone: set[int] = set()
+    for server_accounts in by_server.values():
+        gateway = sync_gateway_for(server_accounts[0].broker_server)
+        held = gateway.run(_positions_of(gateway.gateway, [a.login for a in server_accounts]))
+        for account in server_accounts:
+            positions = held.get(account.login)
+            if positions is None:
+                continue
+            live = {str(p.position_id) for p in positions}
+            vanished = {
+                link_id: str(position_id)
+                for link_id, position_id, account_id, _s, _y in links
+                if account_id == account.id and str(position_id) not in live
+            }
+            if not vanished:
+                continue
+            stopped = stopped_out_positions(account=account, position_ids=list(vanished.values()))
+            if stopped:
+                stop_outs_record(
+                    server_id=account.broker_server_id,
+                    stop_outs=[{"login": account.login, "position_id": p} for p in sorted(stopped)],
+                )
+            gone |= {link_id for link_id, pid in vanished.items() if pid not in stopped}
+    return gone
+
+
 def _closes_release(
-    closes: list[CopyInstruction], ready: dict[int, list[int]], now: datetime
+    closes: list[CopyInstruction],
+    ready: dict[int, list[int]],
+    now: datetime,
+    *,
+    gone: set[int] = frozenset(),  # type: ignore[assignment]
 ) -> None:
     """The waiting closes (locked, in id order): ended, kept waiting or made ready (added to
-    `ready` by follower server), as the module docstring says."""
+    `ready` by follower server), as the module docstring says. `gone`: links whose follower
+    position the venue no longer holds (`_gone_positions`): closed here, their closes ended."""
+    ended_links: dict[int, TradeLink] = {}
+    for inst in closes:
+        link = inst.trade_link
+        if link is None or link.id not in gone:
+            continue
+        if link.id not in ended_links and link.status == TradeLinkStatus.OPEN:
+            link.status = TradeLinkStatus.CLOSED
+            link.reason = "closed at the venue, not by the back office"
+            link.follower_volume = Decimal(0)
+            link.closed_at = now
+            link.save(
+                update_fields=["status", "reason", "follower_volume", "closed_at", "updated_at"]
+            )
+            ended_links[link.id] = link
+        if link.id in ended_links:
+            inst.trade_link = ended_links[link.id]
     closed_markets = set(
         Symbol.objects.filter(
             trading=False,

@@ -238,3 +238,30 @@ def test_closes_refused_for_a_closed_market_wait_go_in_order_or_end_with_the_pos
     assert (link.status, link.follower_volume) == ("closed", Decimal(0))
     assert world.positions(kept.follower_account.login) == []
     assert market_waits_redecide() == 0
+
+
+def test_a_close_waiting_for_the_market_ends_at_once_when_the_position_is_gone(world, queued):
+    master = world.master(0)
+    held, gone = world.follower(master, 0), world.follower(master, 0)
+    opened = master_event(world, master, "position_opened", "P1")
+    fanout_and_execute(event_ids=[opened.id])
+    world.api().post("/v1/admin/symbols/EURUSD", {"trading": False})
+    try:
+        closed = master_event(world, master, "position_closed", "P1", remaining_volume=Decimal(0))
+        fanout_and_execute(event_ids=[closed.id])
+        assert {instruction(s, closed).status for s in (held, gone)} == {"market"}
+        # The venue no longer holds the copy of `gone` (closed there while the market was
+        # closed to the back office: as the venue lists it, another position).
+        TradeLink.objects.filter(subscription=gone).update(follower_position_id="999999")
+        assert market_waits_redecide() == 2
+        ended = instruction(gone, closed)
+        assert (ended.status, ended.reason) == ("skipped", "ALREADY_CLOSED")
+        assert "gone before its market reopened" in ended.detail
+        link = TradeLink.objects.get(subscription=gone)
+        assert (link.status, link.follower_volume) == ("closed", Decimal(0))
+        assert link.reason == "closed at the venue, not by the back office"
+        assert instruction(held, closed).status == "market"  # its position is there: waits
+        assert TradeLink.objects.get(subscription=held).status == "open"
+        assert queued == []
+    finally:
+        world.api().post("/v1/admin/symbols/EURUSD", {"trading": True})
