@@ -37,6 +37,7 @@ class SettlementStatus(models.TextChoices):
     COLLECTING = "collecting", "Debiting the follower"
     PAYING = "paying", "Crediting master and IB"
     SETTLED = "settled", "Settled (venue confirmed)"
+    FAILED = "failed", "Failed: the venue refused an operation (retried each run)"
 
 
 class SettlementReason(models.TextChoices):

@@ -1,6 +1,8 @@
 """Settlement: collect from the follower's account, pay the master and the IB, on the venue.
 
-A settlement moves through planned -> collecting -> paying -> settled. Each move of money
+A settlement moves through planned -> collecting -> paying -> settled; a payout the venue
+refuses (a refund's claw-back from a master without the margin) makes it `failed`, with
+the venue's reason, retried each run until the venue confirms it (`_pay`). Each move of money
 is first recorded as a BalanceOp with its client op id (`fee-<settlement>-<attempt>-<role>`),
 committed, then sent to the venue outside any transaction, then its outcome recorded
 (STYLE: no network inside a transaction). An outcome that is unknown (a timeout, a 503
@@ -123,6 +125,7 @@ def settlement_execute(*, settlement_id: int, venue: Venue) -> str:
                 SettlementStatus.PLANNED: _start_collection,
                 SettlementStatus.COLLECTING: _collect,
                 SettlementStatus.PAYING: _pay,
+                SettlementStatus.FAILED: _pay,  # retried: a refused operation is sent again
             }[SettlementStatus(s.status)]
             try:
                 moved = step(s, venue)
@@ -343,11 +346,22 @@ def _payouts(s: Settlement) -> QuerySet[BalanceOp]:
 
 
 def _pay(s: Settlement, venue: Venue) -> bool:
+    """Sends the payouts not confirmed yet. One the venue refused (e.g. a refund's debit of
+    the master beyond its free margin) makes the settlement `failed` with the venue's
+    reason: staff see it, and each billing run sends the refused operation again (under
+    its id: a refused operation was not applied) until the venue confirms it. Nothing is
+    posted to the ledger before every operation is confirmed, so it stays balanced; the
+    master's (IB's) payable meanwhile shows what it owes back."""
     for op in _payouts(s).exclude(status=BalanceOpStatus.CONFIRMED):
         _send(op, venue)
-    waiting = _payouts(s).exclude(status=BalanceOpStatus.CONFIRMED)
-    if waiting.exists():
+    waiting = list(_payouts(s).exclude(status=BalanceOpStatus.CONFIRMED))
+    if waiting:
         _note_error(s, "; ".join(f"{op.client_op_id}: {op.error}" for op in waiting))
+        refused = any(op.status == BalanceOpStatus.REFUSED for op in waiting)
+        status = SettlementStatus.FAILED if refused else SettlementStatus.PAYING
+        Settlement.objects.filter(
+            pk=s.pk, status__in=(SettlementStatus.PAYING, SettlementStatus.FAILED)
+        ).update(status=status)
         return False
     _finalize(s)
     return True
@@ -361,7 +375,7 @@ def _finalize(s: Settlement) -> None:
             .select_related("follower_account")
             .get(pk=s.pk)
         )
-        if s.status != SettlementStatus.PAYING:
+        if s.status not in (SettlementStatus.PAYING, SettlementStatus.FAILED):
             return
         legs = []
         for op in _payouts(s):

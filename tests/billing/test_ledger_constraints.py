@@ -173,3 +173,39 @@ def test_reversing_a_settled_fee_refunds_it_on_the_venue(desk):
         ledger = ledger_account(kind=kind, currency="USD", trading_account=account)
         assert ledger_balance(ledger) == balance, kind
     assert ledger_sums_per_transaction() == {D(0)}
+
+
+@pytest.mark.django_db
+def test_a_refund_the_master_cannot_pay_back_fails_visibly_and_settles_when_it_can(desk):
+    from billing.choices import SettlementStatus
+
+    master = desk.master(subscription_amount=20, broker_share_pct=25)
+    sub = desk.follower(master)
+    desk.run(datetime.now(UTC))
+    end = month_end(datetime.now(UTC))
+    desk.run(end)
+    fee = desk.accruals(sub, "subscription")[0]
+    fee.refresh_from_db()
+    assert fee.status == FeeAccrualStatus.SETTLED
+    # The master withdrew all but 10: the claw-back of its 15 exceeds its free margin.
+    drained = desk.balance(master.account) - D("10")
+    desk.balance_op(master.account, str(-drained))
+    reversal = fee_accrual_reverse(accrual=fee, reason="charged twice", actor=None)
+    refund = reversal.refund
+    assert settlement_execute(settlement_id=refund.pk, venue=desk.venue) == "failed"
+    refund.refresh_from_db()
+    assert refund.status == SettlementStatus.FAILED
+    assert f"fee-{refund.pk}-1-master: insufficient_margin" in refund.last_error
+    assert ledger_sums_per_transaction() == {D(0)}
+    # The master's payable shows what it owes back; the billing run retries the refund.
+    payable = ledger_account(
+        kind=LedgerAccountKind.MASTER_PAYABLE, currency="USD", trading_account=master.account
+    )
+    assert ledger_balance(payable) == D("-15") + D("15")  # next month's 15, and the 15 owed
+    desk.balance_op(master.account, "100")
+    desk.run(end)
+    refund.refresh_from_db()
+    assert refund.status == SettlementStatus.SETTLED
+    assert desk.balance(master.account) == D("95")
+    assert ledger_balance(payable) == D("-15")
+    assert ledger_sums_per_transaction() == {D(0)}
