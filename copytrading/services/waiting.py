@@ -112,7 +112,20 @@ def market_waits_redecide(*, now: datetime | None = None) -> int:
         except GatewayError as exc:
             logger.warning("market waits: symbols of %s not read: %s", server, exc)
     clear_reference_cache()
-    gone = _gone_positions([i for i, _s, _e, action in waiting if action in WAITS_FOR_MARKET])
+    closes_at = {i: s for i, s, _e, action in waiting if action in WAITS_FOR_MARKET}
+    close_ids = list(closes_at)
+    # (follower server, symbol) of the markets still closed, as just synced: read once for
+    # the pass, by the vanished-position check and by the closes' release.
+    closed_markets = (
+        set(
+            Symbol.objects.filter(
+                trading=False, broker_server_id__in=set(closes_at.values())
+            ).values_list("broker_server_id", "name")
+        )
+        if closes_at
+        else set()
+    )
+    gone = _gone_positions(close_ids, closed_markets)
     quotes: dict[Any, Any] = {}
     open_events = {e for _i, _s, e, action in waiting if action not in WAITS_FOR_MARKET}
     for event in MasterEvent.objects.filter(id__in=open_events).select_related(
@@ -137,7 +150,7 @@ def market_waits_redecide(*, now: datetime | None = None) -> int:
         )
         closes = [i for i in instructions if i.action in WAITS_FOR_MARKET]
         if closes:
-            _closes_release(closes, ready, now, gone=gone)
+            _closes_release(closes, ready, now, closed_markets=closed_markets, gone=gone)
         skipped_links = []
         for inst in instructions:
             if inst.action in WAITS_FOR_MARKET:
@@ -185,7 +198,7 @@ def market_waits_redecide(*, now: datetime | None = None) -> int:
     return len(instructions)
 
 
-def _gone_positions(close_ids: list[int]) -> set[int]:
+def _gone_positions(close_ids: list[int], closed_markets: set[tuple[int, str]]) -> set[int]:
     """Links of the waiting closes whose follower position has gone from the venue while its
     market is closed: one positions call per follower account (network, before any
     transaction; an account whose venue does not answer is asked again next pass). Those the
@@ -195,14 +208,8 @@ def _gone_positions(close_ids: list[int]) -> set[int]:
 
     from .reconcile import _positions_of
 
-    if not close_ids:
+    if not close_ids or not closed_markets:
         return set()
-    closed_markets = {
-        (server_id, name.upper())
-        for server_id, name in Symbol.objects.filter(trading=False).values_list(
-            "broker_server_id", "name"
-        )
-    }
     links = [
         (link_id, position_id, account_id, server_id, symbol)
         for link_id, position_id, account_id, server_id, symbol in CopyInstruction.objects.filter(
@@ -218,7 +225,7 @@ def _gone_positions(close_ids: list[int]) -> set[int]:
             "follower_account__broker_server_id",
             "follower_symbol",
         )
-        if (server_id, symbol.upper()) in closed_markets  # an open market: the venue answers
+        if (server_id, symbol) in closed_markets  # an open market: the venue answers
     ]
     if not links:
         return set()
@@ -260,11 +267,13 @@ def _closes_release(
     ready: dict[int, list[int]],
     now: datetime,
     *,
+    closed_markets: set[tuple[int, str]],
     gone: set[int] = frozenset(),  # type: ignore[assignment]
 ) -> None:
     """The waiting closes (locked, in id order): ended, kept waiting or made ready (added to
-    `ready` by follower server), as the module docstring says. `gone`: links whose follower
-    position the venue no longer holds (`_gone_positions`): closed here, their closes ended."""
+    `ready` by follower server), as the module docstring says. `closed_markets`: (follower
+    server, symbol) still closed; `gone`: links whose follower position the venue no longer
+    holds (`_gone_positions`): closed here, their closes ended."""
     ended_links: dict[int, TradeLink] = {}
     for inst in closes:
         link = inst.trade_link
@@ -281,12 +290,6 @@ def _closes_release(
             ended_links[link.id] = link
         if link.id in ended_links:
             inst.trade_link = ended_links[link.id]
-    closed_markets = set(
-        Symbol.objects.filter(
-            trading=False,
-            broker_server_id__in={i.subscription.follower_account.broker_server_id for i in closes},
-        ).values_list("broker_server_id", "name")
-    )
     # A link with a close already on its way gets the next one on a later pass.
     sent_links = set(
         CopyInstruction.objects.filter(
